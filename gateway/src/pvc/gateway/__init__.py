@@ -1,0 +1,1 @@
+"""The gateway: the only public REST surface. Owns identity (projects, API keys, audit)."""

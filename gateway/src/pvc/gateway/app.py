@@ -1,0 +1,141 @@
+"""`create_app()`: the gateway's factory, used by Granian (`--factory`) and by tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import nats
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from nats.aio.client import Client as NATS
+
+from pvc.core.db import Database, create_engine
+from pvc.core.logging import configure_logging
+from pvc.core.telemetry import configure_tracing
+from pvc.gateway.clients import Backends
+from pvc.gateway.errors import install_error_handlers
+from pvc.gateway.identity import KeyStore, ensure_bootstrap
+from pvc.gateway.middleware import GatewayMiddleware
+from pvc.gateway.responses import JSON
+from pvc.gateway.routes import prompts, system
+from pvc.gateway.settings import GatewaySettings
+
+log = logging.getLogger("pvc.gateway")
+
+
+class NatsLink:
+    """The gateway's NATS connection, (re)established in the background so start-up never blocks on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: NATS | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.is_connected
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        while self.client is None:
+            try:
+                self.client = await nats.connect(
+                    self.url,
+                    name="pvc-gateway",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                )
+            except Exception as exc:  # nats raises several unrelated types while the server is down
+                log.warning("NATS not reachable yet: %s", exc)
+                await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        if self.client is not None:
+            with suppress(Exception):
+                await self.client.close()
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(component="gateway", level=settings.log_level)
+    configure_tracing(service_name="gateway")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(create_engine(settings.database_url, pool_size=settings.db_pool_size))
+        if settings.bootstrap_api_key:
+            await ensure_bootstrap(db=db, pepper=settings.api_key_pepper, key=settings.bootstrap_api_key)
+        app.state.db = db
+        app.state.keys = KeyStore(
+            db=db, pepper=settings.api_key_pepper, cache_seconds=settings.key_cache_seconds
+        )
+        app.state.backends = Backends(settings)
+        app.state.nats = NatsLink(settings.nats_url)
+        app.state.nats.start()
+        try:
+            yield
+        finally:
+            await app.state.nats.close()
+            await app.state.backends.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="pvc — Prompt Version Control",
+        version="1.0.0",
+        description="Versioned prompts with eval-gated promotion, A/B serving, metrics and signed webhooks.",
+        default_response_class=JSON,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(prompts.router)
+    system.mount_docs_assets(app)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body=settings.max_body_bytes,
+        large_body_paths={"/api/v1/metrics/ingest": settings.max_ingest_body_bytes},
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "API key (pvc_...)",
+    }
+    # Record each route's required scope in the spec, so clients (and the scope test) can read it.
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        scope = next(
+            (getattr(d.call, "required_scope", None) for d in route.dependant.dependencies if d.call), None
+        )
+        for method in route.methods or ():
+            operation = schema["paths"][route.path_format][method.lower()]
+            if scope:
+                operation["x-required-scope"] = scope
+                operation["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,51 @@
+"""gRPC stubs of the backing services, one shared channel each, called with the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pvc.core.context import Caller
+from pvc.core.grpc_client import call_metadata, error_from_rpc, open_channel
+from pvc.gateway.identity import Principal
+from pvc.gateway.settings import GatewaySettings
+from pvc.v1 import registry_pb2_grpc
+
+Response = TypeVar("Response")
+
+
+class Backends:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.channels = {name: open_channel(addr) for name, addr in settings.services.items()}
+        self.registry = registry_pb2_grpc.RegistryServiceStub(self.channels["registry"])
+
+    async def call(
+        self, method: Callable[..., Awaitable[Response]], request: Any, *, principal: Principal
+    ) -> Response:
+        caller = Caller(
+            project_id=principal.project_id, actor_id=str(principal.key_id), actor_name=principal.name
+        )
+        try:
+            return await method(
+                request,
+                metadata=call_metadata(caller=caller, internal_token=self.settings.internal_token),
+                timeout=self.settings.grpc_deadline_seconds,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc(error) from None
+
+    async def health(self, name: str, *, deadline: float = 1.0) -> bool:
+        stub = health_pb2_grpc.HealthStub(self.channels[name])
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import model_validator
+
+from pvc.core.settings import CommonSettings
+
+DEV_PEPPER = "dev-pepper-not-secret"
+
+
+class GatewaySettings(CommonSettings):
+    gateway_addr: str = "127.0.0.1:8000"
+    workers: int = 1
+    registry_addr: str = "127.0.0.1:50051"
+    data_dir: Path = Path(".pvc")
+    # The first admin key (project "default", scope admin); see DESIGN.md section 3.
+    bootstrap_api_key: str | None = None
+    # HMAC key for stored API key hashes. Changing it invalidates every key.
+    api_key_pepper: str = DEV_PEPPER
+    max_body_bytes: int = 1024 * 1024
+    max_ingest_body_bytes: int = 10 * 1024 * 1024
+    # Seconds an authenticated key stays cached on this replica.
+    key_cache_seconds: float = 1.0
+
+    @property
+    def services(self) -> dict[str, str]:
+        """Every backing gRPC service by name; /ready checks each one."""
+        return {"registry": self.registry_addr}
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewaySettings:
+        if self.env == "prod" and self.api_key_pepper == DEV_PEPPER:
+            raise ValueError("PVC_API_KEY_PEPPER must be set to a real secret when PVC_ENV=prod")
+        if self.bootstrap_api_key is not None and not self.bootstrap_api_key.startswith("pvc_"):
+            raise ValueError("PVC_BOOTSTRAP_API_KEY must start with 'pvc_'")
+        return self

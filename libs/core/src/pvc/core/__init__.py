@@ -1,0 +1,1 @@
+"""Shared building blocks of every pvc process: settings, errors, database, gRPC, events, telemetry."""

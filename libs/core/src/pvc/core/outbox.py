@@ -1,0 +1,95 @@
+"""Transactional outbox: an event row is written in the same transaction as the change it describes.
+
+Every service owns an `outbox` table in its own schema. A relay (see `pvc.core.relay`) publishes
+unsent rows to JetStream with `Nats-Msg-Id` = event id, so the stream drops duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pvc.core.context import request_id_var
+
+
+def outbox_table(metadata: sa.MetaData, *, schema: str) -> sa.Table:
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("project_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        # W3C trace context of the transaction that wrote the event, for the NATS headers.
+        sa.Column("headers", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Index("ix_outbox_unpublished", "created_at", postgresql_where=sa.text("published_at IS NULL")),
+        schema=schema,
+    )
+
+
+def notify_channel(schema: str) -> str:
+    return f"pvc_outbox_{schema}"
+
+
+def event_envelope(
+    *, event_id: uuid.UUID, type: str, project_id: uuid.UUID, at: datetime, data: Any
+) -> dict[str, Any]:
+    return {
+        "id": str(event_id),
+        "type": type,
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+        "projectId": str(project_id),
+        "data": data,
+    }
+
+
+async def record_event(
+    session: AsyncSession, table: sa.Table, *, type: str, project_id: uuid.UUID, data: dict[str, Any]
+) -> uuid.UUID:
+    """Add an event to the current transaction; it becomes visible to the relay only on commit."""
+    from opentelemetry import propagate
+
+    event_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    request_id = request_id_var.get()
+    if request_id:
+        headers["x-request-id"] = request_id
+    await session.execute(
+        table.insert().values(
+            id=event_id,
+            type=type,
+            project_id=project_id,
+            payload=event_envelope(event_id=event_id, type=type, project_id=project_id, at=now, data=data),
+            headers=headers,
+            created_at=now,
+        )
+    )
+    # Delivered to listeners at commit, so the relay wakes without polling.
+    await session.execute(sa.select(sa.func.pg_notify(notify_channel(str(table.schema)), "")))
+    return event_id
+
+
+def create_outbox_table(*, schema: str) -> None:
+    """For a service's first migration: the same outbox table in every schema."""
+    from alembic import op
+
+    table = outbox_table(sa.MetaData(), schema=schema)
+    op.create_table(table.name, *(column.copy() for column in table.columns), schema=schema)
+    for index in table.indexes:
+        op.create_index(
+            index.name or "",
+            table.name,
+            [c.name for c in index.columns],
+            schema=schema,
+            postgresql_where=index.dialect_options["postgresql"]["where"],
+        )

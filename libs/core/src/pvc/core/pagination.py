@@ -1,0 +1,40 @@
+"""Opaque keyset cursors: a base64url JSON of the last row's sort key, never an offset."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from pvc.core.errors import ValidationFailed
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+def clamp_limit(limit: int) -> int:
+    if limit == 0:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed(
+            f"limit must be between 1 and {MAX_LIMIT}", details={"fields": {"limit": "out of range"}}
+        )
+    return limit
+
+
+def encode_cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, arity: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        key = None
+    if not isinstance(key, list) or len(key) != arity:
+        raise ValidationFailed("cursor is not valid", details={"fields": {"cursor": "malformed"}})
+    return key

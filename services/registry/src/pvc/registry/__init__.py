@@ -1,0 +1,1 @@
+"""The registry service: prompts, immutable versions, tags and their history."""

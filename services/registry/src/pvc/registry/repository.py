@@ -1,0 +1,147 @@
+"""Queries of the registry schema. Every query is scoped by project; no domain rules here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pvc.registry.models import Prompt, Tag, TagEvent, Version
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def find_prompt(
+    session: AsyncSession, *, project_id: uuid.UUID, ref: str, for_update: bool = False
+) -> Prompt | None:
+    """`ref` is an id or a name; names that parse as UUIDs are refused at creation, so this is exact."""
+    query = select(Prompt).where(Prompt.project_id == project_id)
+    prompt_id = parse_uuid(ref)
+    query = query.where(Prompt.id == prompt_id) if prompt_id else query.where(Prompt.name == ref)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.exec(query)).first()
+
+
+async def tags_by_prompt(
+    session: AsyncSession, prompt_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    if not prompt_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(col(Tag.prompt_id), col(Tag.name), col(Version.number))
+        .join(Version, col(Version.id) == col(Tag.version_id))
+        .where(col(Tag.prompt_id).in_(prompt_ids))
+        .order_by(Tag.name)
+    )
+    result: dict[uuid.UUID, dict[str, int]] = {pid: {} for pid in prompt_ids}
+    for prompt_id, name, number in rows:
+        result[prompt_id][name] = number
+    return result
+
+
+async def list_prompts(
+    session: AsyncSession,
+    *,
+    project_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    name_contains: str,
+    include_archived: bool,
+) -> list[Prompt]:
+    query = select(Prompt).where(Prompt.project_id == project_id)
+    if not include_archived:
+        query = query.where(col(Prompt.archived).is_(False))
+    if name_contains:
+        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Prompt.name).ilike(f"%{escaped}%", escape="\\"))
+    if after:
+        query = query.where(sa.tuple_(col(Prompt.created_at), col(Prompt.id)) < sa.tuple_(*after))
+    query = query.order_by(col(Prompt.created_at).desc(), col(Prompt.id).desc()).limit(limit + 1)
+    return list((await session.exec(query)).all())
+
+
+async def latest_version(session: AsyncSession, *, prompt: Prompt) -> Version | None:
+    if prompt.latest_version == 0:
+        return None
+    return await find_version(session, prompt_id=prompt.id, number=prompt.latest_version)
+
+
+async def find_version(
+    session: AsyncSession,
+    *,
+    prompt_id: uuid.UUID,
+    number: int | None = None,
+    version_id: uuid.UUID | None = None,
+) -> Version | None:
+    query = select(Version).where(Version.prompt_id == prompt_id)
+    query = (
+        query.where(Version.number == number) if number is not None else query.where(Version.id == version_id)
+    )
+    return (await session.exec(query)).first()
+
+
+async def list_versions(
+    session: AsyncSession, *, prompt_id: uuid.UUID, limit: int, before_number: int | None
+) -> list[Version]:
+    query = select(Version).where(Version.prompt_id == prompt_id)
+    if before_number is not None:
+        query = query.where(Version.number < before_number)
+    query = query.order_by(col(Version.number).desc()).limit(limit + 1)
+    return list((await session.exec(query)).all())
+
+
+async def find_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) -> tuple[Tag, Version] | None:
+    row = (
+        await session.execute(
+            sa.select(Tag, Version)
+            .join(Version, col(Version.id) == col(Tag.version_id))
+            .where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def list_tags(session: AsyncSession, *, prompt_id: uuid.UUID) -> list[tuple[Tag, Version]]:
+    rows = await session.execute(
+        sa.select(Tag, Version)
+        .join(Version, col(Version.id) == col(Tag.version_id))
+        .where(col(Tag.prompt_id) == prompt_id)
+        .order_by(col(Tag.name))
+    )
+    return [(tag, version) for tag, version in rows]
+
+
+async def upsert_tag(
+    session: AsyncSession, *, prompt_id: uuid.UUID, name: str, version_id: uuid.UUID, at: datetime
+) -> None:
+    statement = insert(Tag).values(prompt_id=prompt_id, name=name, version_id=version_id, updated_at=at)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["prompt_id", "name"], set_={"version_id": version_id, "updated_at": at}
+        )
+    )
+
+
+async def delete_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) -> None:
+    await session.execute(sa.delete(Tag).where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name))
+
+
+async def tag_history(
+    session: AsyncSession, *, prompt_id: uuid.UUID, tag: str, limit: int, before_seq: int | None
+) -> list[TagEvent]:
+    query = select(TagEvent).where(TagEvent.prompt_id == prompt_id, TagEvent.tag == tag)
+    if before_seq is not None:
+        query = query.where(col(TagEvent.seq) < before_seq)
+    query = query.order_by(col(TagEvent.seq).desc()).limit(limit + 1)
+    return list((await session.exec(query)).all())

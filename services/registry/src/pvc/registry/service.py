@@ -1,0 +1,559 @@
+"""Domain rules of the registry: naming, numbering, dedup, tags, archive. No gRPC or HTTP types here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from pvc.core.context import Caller
+from pvc.core.db import Database
+from pvc.core.errors import Conflict, NotFound, ValidationFailed
+from pvc.core.outbox import record_event
+from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from pvc.registry import repository as repo
+from pvc.registry.content import compute_checksum, declared_defaults
+from pvc.registry.diffing import VersionContent, diff_versions
+from pvc.registry.models import Prompt, Tag, TagEvent, Version, outbox
+from pvc.registry.rendering import RenderResult, render_template
+
+T = TypeVar("T")
+PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+TAG_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+PROTECTED_TAG = "production"
+MAX_TEMPLATE_CHARS = 100_000
+MAX_TEXT_CHARS = 10_000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class PromptView:
+    prompt: Prompt
+    tags: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class VersionSelector:
+    """Exactly one of: a version id, a version number, or a tag name."""
+
+    version_id: uuid.UUID | None = None
+    number: int | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Diff:
+    from_version: int
+    to_version: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    version: Version
+    result: RenderResult
+
+
+def _invalid(field_name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, details={"fields": {field_name: message}})
+
+
+def validate_prompt_name(name: str) -> None:
+    if not PROMPT_NAME.fullmatch(name):
+        raise _invalid("name", "must match ^[a-z0-9][a-z0-9._-]{0,99}$")
+    if repo.parse_uuid(name) is not None:
+        raise _invalid("name", "must not be a UUID (it would be ambiguous with prompt ids)")
+
+
+def validate_tag_name(name: str) -> None:
+    if not TAG_NAME.fullmatch(name):
+        raise _invalid("name", "tag names must match ^[a-z][a-z0-9-]{0,31}$")
+
+
+def _validate_text(field_name: str, value: str, *, limit: int = MAX_TEXT_CHARS) -> None:
+    if len(value) > limit:
+        raise _invalid(field_name, f"must be at most {limit} characters")
+
+
+def validate_content(*, template: str, variables: list[Any], config: Mapping[str, Any]) -> None:
+    if not template:
+        raise _invalid("template", "must not be empty")
+    _validate_text("template", template, limit=MAX_TEMPLATE_CHARS)
+    for index, item in enumerate(variables):
+        name = item if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"variables[{index}]", "must be a name or an object with a string 'name'")
+
+
+def version_event_data(prompt: Prompt, version: Version) -> dict[str, Any]:
+    return {
+        "promptId": str(prompt.id),
+        "promptName": prompt.name,
+        "versionId": str(version.id),
+        "versionNumber": version.number,
+        "checksum": version.checksum,
+        "message": version.message,
+        "author": version.author,
+    }
+
+
+def prompt_event_data(prompt: Prompt) -> dict[str, Any]:
+    return {
+        "promptId": str(prompt.id),
+        "name": prompt.name,
+        "description": prompt.description,
+        "metadata": prompt.meta,
+        "archived": prompt.archived,
+        "latestVersion": prompt.latest_version or None,
+    }
+
+
+class RegistryService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- prompts -------------------------------------------------------------------------------------
+
+    async def create_prompt(
+        self,
+        *,
+        caller: Caller,
+        name: str,
+        description: str,
+        metadata: dict[str, Any],
+        template: str | None,
+        variables: list[Any],
+        config: dict[str, Any],
+    ) -> tuple[PromptView, Version | None]:
+        validate_prompt_name(name)
+        _validate_text("description", description)
+        if template is not None:
+            validate_content(template=template, variables=variables, config=config)
+        moment = now()
+        prompt = Prompt(
+            id=uuid.uuid4(),
+            project_id=caller.project_id,
+            name=name,
+            description=description,
+            meta=metadata,
+            created_at=moment,
+            updated_at=moment,
+        )
+        try:
+            async with self.db.transaction() as session:
+                session.add(prompt)
+                await session.flush()
+                await record_event(
+                    session,
+                    outbox,
+                    type="prompt.created",
+                    project_id=caller.project_id,
+                    data=prompt_event_data(prompt),
+                )
+                version = None
+                if template is not None:
+                    version = await self._append_version(
+                        session,
+                        caller=caller,
+                        prompt=prompt,
+                        template=template,
+                        variables=variables,
+                        config=config,
+                        message="",
+                        metadata={},
+                    )
+        except IntegrityError as exc:
+            raise Conflict(f"a prompt named '{name}' already exists", details={"name": name}) from exc
+        return PromptView(prompt), version
+
+    async def get_prompt(self, *, caller: Caller, ref: str) -> PromptView:
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            return PromptView(prompt, (await repo.tags_by_prompt(session, [prompt.id]))[prompt.id])
+
+    async def list_prompts(
+        self, *, caller: Caller, limit: int, cursor: str, query: str, include_archived: bool
+    ) -> Page[PromptView]:
+        limit = clamp_limit(limit)
+        key = decode_cursor(cursor, arity=2)
+        after = None
+        if key:
+            try:
+                after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
+            except (TypeError, ValueError) as exc:
+                raise _invalid("cursor", "malformed") from exc
+        async with self.db.read() as session:
+            rows = await repo.list_prompts(
+                session,
+                project_id=caller.project_id,
+                limit=limit,
+                after=after,
+                name_contains=query,
+                include_archived=include_archived,
+            )
+            page, more = rows[:limit], len(rows) > limit
+            tags = await repo.tags_by_prompt(session, [p.id for p in page])
+        next_cursor = encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
+        return Page([PromptView(p, tags[p.id]) for p in page], next_cursor)
+
+    async def update_prompt(
+        self, *, caller: Caller, ref: str, description: str | None, metadata: dict[str, Any] | None
+    ) -> PromptView:
+        if description is not None:
+            _validate_text("description", description)
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            changes: dict[str, Any] = {}
+            if description is not None and description != prompt.description:
+                changes["description"] = [prompt.description, description]
+                prompt.description = description
+            if metadata is not None and metadata != prompt.meta:
+                changes["metadata"] = [prompt.meta, metadata]
+                prompt.meta = metadata
+            if changes:
+                prompt.updated_at = now()
+                session.add(prompt)
+                await record_event(
+                    session,
+                    outbox,
+                    type="prompt.updated",
+                    project_id=caller.project_id,
+                    data={**prompt_event_data(prompt), "changes": changes},
+                )
+            tags = (await repo.tags_by_prompt(session, [prompt.id]))[prompt.id]
+        return PromptView(prompt, tags)
+
+    async def archive_prompt(self, *, caller: Caller, ref: str) -> PromptView:
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            if not prompt.archived:
+                prompt.archived = True
+                prompt.updated_at = now()
+                session.add(prompt)
+                await record_event(
+                    session,
+                    outbox,
+                    type="prompt.archived",
+                    project_id=caller.project_id,
+                    data=prompt_event_data(prompt),
+                )
+            tags = (await repo.tags_by_prompt(session, [prompt.id]))[prompt.id]
+        return PromptView(prompt, tags)
+
+    # -- versions ------------------------------------------------------------------------------------
+
+    async def create_version(
+        self,
+        *,
+        caller: Caller,
+        ref: str,
+        template: str,
+        variables: list[Any],
+        config: dict[str, Any],
+        message: str,
+        metadata: dict[str, Any],
+    ) -> tuple[Version, bool]:
+        """Returns the version and whether it was created (False: same content as the latest)."""
+        validate_content(template=template, variables=variables, config=config)
+        _validate_text("message", message)
+        async with self.db.transaction() as session:
+            # The row lock serialises creates per prompt: numbers are consecutive with no retry loop,
+            # and the unique (prompt_id, number) constraint is the database's backstop.
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            latest = await repo.latest_version(session, prompt=prompt)
+            checksum = compute_checksum(template=template, variables=variables, config=config)
+            if latest is not None and latest.checksum == checksum:
+                return latest, False
+            version = await self._append_version(
+                session,
+                caller=caller,
+                prompt=prompt,
+                template=template,
+                variables=variables,
+                config=config,
+                message=message,
+                metadata=metadata,
+            )
+        return version, True
+
+    async def _append_version(
+        self,
+        session: AsyncSession,
+        *,
+        caller: Caller,
+        prompt: Prompt,
+        template: str,
+        variables: list[Any],
+        config: dict[str, Any],
+        message: str,
+        metadata: dict[str, Any],
+    ) -> Version:
+        moment = now()
+        prompt.latest_version += 1
+        prompt.updated_at = moment
+        version = Version(
+            id=uuid.uuid4(),
+            prompt_id=prompt.id,
+            project_id=prompt.project_id,
+            number=prompt.latest_version,
+            template=template,
+            variables=variables,
+            config=config,
+            checksum=compute_checksum(template=template, variables=variables, config=config),
+            message=message,
+            author=caller.actor_name,
+            meta=metadata,
+            created_at=moment,
+        )
+        session.add(prompt)
+        session.add(version)
+        await session.flush()
+        await record_event(
+            session,
+            outbox,
+            type="version.created",
+            project_id=prompt.project_id,
+            data=version_event_data(prompt, version),
+        )
+        return version
+
+    async def get_version(self, *, caller: Caller, ref: str, selector: VersionSelector) -> Version:
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            return await self._version(session, prompt=prompt, selector=selector)
+
+    async def list_versions(self, *, caller: Caller, ref: str, limit: int, cursor: str) -> Page[Version]:
+        limit = clamp_limit(limit)
+        key = decode_cursor(cursor, arity=1)
+        if key and not isinstance(key[0], int):
+            raise _invalid("cursor", "malformed")
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            rows = await repo.list_versions(
+                session, prompt_id=prompt.id, limit=limit, before_number=key[0] if key else None
+            )
+        page = rows[:limit]
+        return Page(page, encode_cursor([page[-1].number]) if len(rows) > limit else None)
+
+    async def diff(
+        self,
+        *,
+        caller: Caller,
+        ref: str,
+        from_version: VersionSelector | None,
+        to_version: VersionSelector | None,
+    ) -> Diff:
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            if to_version is None:
+                if prompt.latest_version == 0:
+                    raise NotFound("the prompt has no versions")
+                to_version = VersionSelector(number=prompt.latest_version)
+            new = await self._version(session, prompt=prompt, selector=to_version)
+            if from_version is None:
+                if new.number == 1:
+                    raise _invalid("fromVersion", "required: version 1 has no predecessor")
+                from_version = VersionSelector(number=new.number - 1)
+            old = await self._version(session, prompt=prompt, selector=from_version)
+        result = diff_versions(old=_content(old), new=_content(new))
+        return Diff(old.number, new.number, result.to_dict())
+
+    async def render(
+        self, *, caller: Caller, ref: str, selector: VersionSelector, values: dict[str, Any]
+    ) -> Rendered:
+        version = await self.get_version(caller=caller, ref=ref, selector=selector)
+        return Rendered(
+            version,
+            render_template(
+                template=version.template, values=values, defaults=declared_defaults(version.variables)
+            ),
+        )
+
+    # -- tags ----------------------------------------------------------------------------------------
+
+    async def list_tags(self, *, caller: Caller, ref: str) -> list[tuple[Tag, Version]]:
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            return await repo.list_tags(session, prompt_id=prompt.id)
+
+    async def get_tag(self, *, caller: Caller, ref: str, name: str) -> tuple[Tag, Version]:
+        validate_tag_name(name)
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            found = await repo.find_tag(session, prompt_id=prompt.id, name=name)
+        if found is None:
+            raise NotFound(f"tag '{name}' is not set on this prompt")
+        return found
+
+    async def set_tag(
+        self, *, caller: Caller, ref: str, name: str, selector: VersionSelector
+    ) -> tuple[Tag, Version]:
+        validate_tag_name(name)
+        if name == PROTECTED_TAG:
+            raise Conflict(
+                "the production tag moves only through promote, override or rollback",
+                code="PROTECTED_TAG",
+                details={"tag": name},
+            )
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            version = await self._version(session, prompt=prompt, selector=selector)
+            await self.move_tag(session, caller=caller, prompt=prompt, name=name, version=version)
+            found = await repo.find_tag(session, prompt_id=prompt.id, name=name)
+        assert found is not None
+        return found
+
+    async def move_tag(
+        self, session: AsyncSession, *, caller: Caller, prompt: Prompt, name: str, version: Version
+    ) -> int | None:
+        """Point `name` at `version` with its history row and event; the caller holds the prompt lock.
+
+        Returns the number the tag pointed at before (None when it was unset). A move to the
+        version it already points at changes nothing and records nothing.
+        """
+        current = await repo.find_tag(session, prompt_id=prompt.id, name=name)
+        previous = current[1].number if current else None
+        if current and current[1].id == version.id:
+            return previous
+        moment = now()
+        await repo.upsert_tag(session, prompt_id=prompt.id, name=name, version_id=version.id, at=moment)
+        session.add(
+            TagEvent(
+                prompt_id=prompt.id,
+                tag=name,
+                kind="moved",
+                version_id=version.id,
+                version_number=version.number,
+                previous_version_number=previous,
+                actor=caller.actor_name,
+                at=moment,
+            )
+        )
+        await record_event(
+            session,
+            outbox,
+            type="tag.moved",
+            project_id=prompt.project_id,
+            data={
+                "promptId": str(prompt.id),
+                "promptName": prompt.name,
+                "tag": name,
+                "versionId": str(version.id),
+                "versionNumber": version.number,
+                "previousVersionNumber": previous,
+                "actor": caller.actor_name,
+            },
+        )
+        return previous
+
+    async def delete_tag(self, *, caller: Caller, ref: str, name: str) -> None:
+        validate_tag_name(name)
+        if name == PROTECTED_TAG:
+            raise Conflict(
+                "the production tag cannot be removed; roll back or promote instead",
+                code="PROTECTED_TAG",
+                details={"tag": name},
+            )
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            current = await repo.find_tag(session, prompt_id=prompt.id, name=name)
+            if current is None:
+                raise NotFound(f"tag '{name}' is not set on this prompt")
+            await repo.delete_tag(session, prompt_id=prompt.id, name=name)
+            session.add(
+                TagEvent(
+                    prompt_id=prompt.id,
+                    tag=name,
+                    kind="removed",
+                    previous_version_number=current[1].number,
+                    actor=caller.actor_name,
+                    at=now(),
+                )
+            )
+            await record_event(
+                session,
+                outbox,
+                type="tag.removed",
+                project_id=prompt.project_id,
+                data={
+                    "promptId": str(prompt.id),
+                    "promptName": prompt.name,
+                    "tag": name,
+                    "previousVersionNumber": current[1].number,
+                    "actor": caller.actor_name,
+                },
+            )
+
+    async def tag_history(
+        self, *, caller: Caller, ref: str, name: str, limit: int, cursor: str
+    ) -> Page[TagEvent]:
+        validate_tag_name(name)
+        limit = clamp_limit(limit)
+        key = decode_cursor(cursor, arity=1)
+        if key and not isinstance(key[0], int):
+            raise _invalid("cursor", "malformed")
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            rows = await repo.tag_history(
+                session, prompt_id=prompt.id, tag=name, limit=limit, before_seq=key[0] if key else None
+            )
+        page = rows[:limit]
+        return Page(page, encode_cursor([page[-1].seq]) if len(rows) > limit else None)
+
+    # -- lookups -------------------------------------------------------------------------------------
+
+    async def _prompt(
+        self, session: AsyncSession, *, caller: Caller, ref: str, for_update: bool = False
+    ) -> Prompt:
+        prompt = await repo.find_prompt(session, project_id=caller.project_id, ref=ref, for_update=for_update)
+        if prompt is None:
+            raise NotFound(f"prompt '{ref}' not found", details={"prompt": ref})
+        return prompt
+
+    async def _version(self, session: AsyncSession, *, prompt: Prompt, selector: VersionSelector) -> Version:
+        if selector.tag is not None:
+            validate_tag_name(selector.tag)
+            found = await repo.find_tag(session, prompt_id=prompt.id, name=selector.tag)
+            if found is None:
+                raise NotFound(f"no version is tagged '{selector.tag}'", details={"tag": selector.tag})
+            return found[1]
+        version = await repo.find_version(
+            session, prompt_id=prompt.id, number=selector.number, version_id=selector.version_id
+        )
+        if version is None:
+            shown = selector.number if selector.number is not None else selector.version_id
+            raise NotFound(f"version {shown} not found for this prompt", details={"version": str(shown)})
+        return version
+
+    @staticmethod
+    def _refuse_archived(prompt: Prompt) -> None:
+        if prompt.archived:
+            raise Conflict(
+                f"prompt '{prompt.name}' is archived", code="ARCHIVED", details={"promptId": str(prompt.id)}
+            )
+
+
+def _content(version: Version) -> VersionContent:
+    return VersionContent(template=version.template, variables=version.variables, config=version.config)

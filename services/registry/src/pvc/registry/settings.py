@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from pvc.core.settings import ServiceSettings
+
+
+class RegistrySettings(ServiceSettings):
+    pass
