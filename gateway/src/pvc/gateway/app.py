@@ -16,16 +16,21 @@ from nats.aio.client import Client as NATS
 
 from pvc.core.db import Database, create_engine
 from pvc.core.logging import configure_logging
+from pvc.core.relay import OutboxRelay
 from pvc.core.telemetry import configure_tracing
 from pvc.gateway.clients import Backends
 from pvc.gateway.errors import install_error_handlers
 from pvc.gateway.identity import KeyStore, ensure_bootstrap
 from pvc.gateway.middleware import GatewayMiddleware
+from pvc.gateway.models import outbox
 from pvc.gateway.responses import JSON
 from pvc.gateway.routes import prompts, system
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
+
+# Every router of the public API; each route declares its scope through `require(...)`.
+API_ROUTERS = (prompts.router,)
 
 
 class NatsLink:
@@ -85,9 +90,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.backends = Backends(settings)
         app.state.nats = NatsLink(settings.nats_url)
         app.state.nats.start()
+        relay = OutboxRelay(
+            db=db,
+            table=outbox,
+            database_url=settings.database_url,
+            nats_url=settings.nats_url,
+            service="gateway",
+        )
+        relay_task = asyncio.create_task(relay.run())
         try:
             yield
         finally:
+            relay_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await relay_task
             await app.state.nats.close()
             await app.state.backends.close()
             await db.dispose()
@@ -105,7 +121,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(system.router)
-    app.include_router(prompts.router)
+    for router in API_ROUTERS:
+        app.include_router(router)
     system.mount_docs_assets(app)
     app.add_middleware(
         GatewayMiddleware,
@@ -126,7 +143,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "description": "API key (pvc_...)",
     }
     # Record each route's required scope in the spec, so clients (and the scope test) can read it.
-    for route in app.routes:
+    for route in (r for router in API_ROUTERS for r in router.routes):
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         scope = next(

@@ -6,10 +6,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import sqlalchemy as sa
 from grpc_health.v1._async import HealthServicer
 
 from pvc.core.db import Database, create_engine
@@ -17,6 +19,7 @@ from pvc.core.grpc_server import Registrar, create_server, serve_until_signalled
 from pvc.core.logging import configure_logging
 from pvc.core.metrics import serve_metrics
 from pvc.core.migrations import upgrade
+from pvc.core.relay import OutboxRelay
 from pvc.core.settings import ServiceSettings
 from pvc.core.telemetry import configure_tracing
 
@@ -31,6 +34,8 @@ class ServiceSpec:
     service_names: Sequence[str]
     # Builds (registrar, servicer) pairs from the process's settings and database.
     servicers: Callable[[ServiceSettings, Database], Sequence[tuple[Registrar, object]]]
+    # The service's outbox table, published to JetStream by a relay running beside the server.
+    outbox: sa.Table
 
 
 async def create_service_server(
@@ -51,6 +56,14 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     server, port, health = await create_service_server(spec, settings, db)
     serve_metrics(settings.metrics_port)
     logging.getLogger(f"pvc.{spec.name}").info("serving gRPC", extra={"port": port})
+    relay = OutboxRelay(
+        db=db,
+        table=spec.outbox,
+        database_url=settings.database_url,
+        nats_url=settings.nats_url,
+        service=spec.name,
+    )
+    relay_task = asyncio.create_task(relay.run())
     try:
         await serve_until_signalled(
             server=server,
@@ -59,6 +72,9 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
             grace=settings.shutdown_grace_seconds,
         )
     finally:
+        relay_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await relay_task
         await db.dispose()
 
 

@@ -13,7 +13,7 @@ from pvc.core.grpc_server import Registrar
 from pvc.core.jsonvalues import dump_json, parse_json
 from pvc.core.runner import ServiceSpec
 from pvc.core.settings import ServiceSettings
-from pvc.registry.models import SCHEMA, Tag, TagEvent, Version
+from pvc.registry.models import SCHEMA, Tag, TagEvent, Version, outbox
 from pvc.registry.service import PromptView, RegistryService, VersionSelector, rfc3339
 from pvc.registry.settings import RegistrySettings
 from pvc.v1 import common_pb2, registry_pb2, registry_pb2_grpc
@@ -265,4 +265,5 @@ SPEC = ServiceSpec(
     settings=RegistrySettings,
     service_names=[registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name],
     servicers=_servicers,
+    outbox=outbox,
 )
