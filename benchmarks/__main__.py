@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pvc.devstack import Stack
-
 import benchmarks
+from pvc.devstack import Stack
 
 
 def main(argv: list[str]) -> int:
