@@ -289,6 +289,8 @@ class Stack:
                 "PVC_ENV": "dev",
                 "PVC_DATA_DIR": str(self._data_dir),
                 "PVC_WEBHOOK_ALLOW_PRIVATE": "true",
+                # Where clients (and harness callbacks) reach the API: Envoy.
+                "PVC_PUBLIC_URL": self.base_url,
                 "PVC_INTERNAL_TOKEN": self._internal_token,
                 "PVC_API_KEY_PEPPER": self._pepper,
                 "PVC_LOG_LEVEL": os.environ.get("PVC_LOG_LEVEL", "info"),
