@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import sqlalchemy as sa
@@ -36,6 +37,8 @@ class ServiceSpec:
     servicers: Callable[[ServiceSettings, Database], Sequence[tuple[Registrar, object]]]
     # The service's outbox table, published to JetStream by a relay running beside the server.
     outbox: sa.Table
+    # Long-running loops beside the server (e.g. timeout sweepers), cancelled on shutdown.
+    background: Callable[[ServiceSettings, Database], Sequence[Coroutine[Any, Any, None]]] | None = None
 
 
 async def create_service_server(
@@ -64,6 +67,9 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
         service=spec.name,
     )
     relay_task = asyncio.create_task(relay.run())
+    tasks = [relay_task]
+    if spec.background is not None:
+        tasks.extend(asyncio.create_task(loop) for loop in spec.background(settings, db))
     try:
         await serve_until_signalled(
             server=server,
@@ -72,9 +78,10 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
             grace=settings.shutdown_grace_seconds,
         )
     finally:
-        relay_task.cancel()
-        with suppress(asyncio.CancelledError):
-            await relay_task
+        for task in tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         await db.dispose()
 
 

@@ -113,6 +113,31 @@ class RegistryServiceStub:
                 request_serializer=pvc_dot_v1_dot_registry__pb2.ListTagHistoryRequest.SerializeToString,
                 response_deserializer=pvc_dot_v1_dot_registry__pb2.ListTagHistoryResponse.FromString,
                 _registered_method=True)
+        self.LookupVersions = channel.unary_unary(
+                '/pvc.v1.RegistryService/LookupVersions',
+                request_serializer=pvc_dot_v1_dot_registry__pb2.LookupVersionsRequest.SerializeToString,
+                response_deserializer=pvc_dot_v1_dot_registry__pb2.LookupVersionsResponse.FromString,
+                _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/pvc.v1.RegistryService/Promote',
+                request_serializer=pvc_dot_v1_dot_registry__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+                _registered_method=True)
+        self.OverridePromotion = channel.unary_unary(
+                '/pvc.v1.RegistryService/OverridePromotion',
+                request_serializer=pvc_dot_v1_dot_registry__pb2.OverridePromotionRequest.SerializeToString,
+                response_deserializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/pvc.v1.RegistryService/Rollback',
+                request_serializer=pvc_dot_v1_dot_registry__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+                _registered_method=True)
+        self.ListPromotions = channel.unary_unary(
+                '/pvc.v1.RegistryService/ListPromotions',
+                request_serializer=pvc_dot_v1_dot_registry__pb2.ListPromotionsRequest.SerializeToString,
+                response_deserializer=pvc_dot_v1_dot_registry__pb2.ListPromotionsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -212,6 +237,38 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupVersions(self, request, context):
+        """Versions by id, within the caller's project (unknown or foreign ids are simply absent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Promote(self, request, context):
+        """Production moves: gated by evals CheckGate, overridden with a reason, or rolled back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OverridePromotion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromotions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +346,31 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListTagHistory,
                     request_deserializer=pvc_dot_v1_dot_registry__pb2.ListTagHistoryRequest.FromString,
                     response_serializer=pvc_dot_v1_dot_registry__pb2.ListTagHistoryResponse.SerializeToString,
+            ),
+            'LookupVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupVersions,
+                    request_deserializer=pvc_dot_v1_dot_registry__pb2.LookupVersionsRequest.FromString,
+                    response_serializer=pvc_dot_v1_dot_registry__pb2.LookupVersionsResponse.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=pvc_dot_v1_dot_registry__pb2.PromoteRequest.FromString,
+                    response_serializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.SerializeToString,
+            ),
+            'OverridePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.OverridePromotion,
+                    request_deserializer=pvc_dot_v1_dot_registry__pb2.OverridePromotionRequest.FromString,
+                    response_serializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=pvc_dot_v1_dot_registry__pb2.RollbackRequest.FromString,
+                    response_serializer=pvc_dot_v1_dot_registry__pb2.PromotionResult.SerializeToString,
+            ),
+            'ListPromotions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromotions,
+                    request_deserializer=pvc_dot_v1_dot_registry__pb2.ListPromotionsRequest.FromString,
+                    response_serializer=pvc_dot_v1_dot_registry__pb2.ListPromotionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +782,141 @@ class RegistryService:
             '/pvc.v1.RegistryService/ListTagHistory',
             pvc_dot_v1_dot_registry__pb2.ListTagHistoryRequest.SerializeToString,
             pvc_dot_v1_dot_registry__pb2.ListTagHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pvc.v1.RegistryService/LookupVersions',
+            pvc_dot_v1_dot_registry__pb2.LookupVersionsRequest.SerializeToString,
+            pvc_dot_v1_dot_registry__pb2.LookupVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pvc.v1.RegistryService/Promote',
+            pvc_dot_v1_dot_registry__pb2.PromoteRequest.SerializeToString,
+            pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OverridePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pvc.v1.RegistryService/OverridePromotion',
+            pvc_dot_v1_dot_registry__pb2.OverridePromotionRequest.SerializeToString,
+            pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pvc.v1.RegistryService/Rollback',
+            pvc_dot_v1_dot_registry__pb2.RollbackRequest.SerializeToString,
+            pvc_dot_v1_dot_registry__pb2.PromotionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromotions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pvc.v1.RegistryService/ListPromotions',
+            pvc_dot_v1_dot_registry__pb2.ListPromotionsRequest.SerializeToString,
+            pvc_dot_v1_dot_registry__pb2.ListPromotionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,13 @@ class RegistryServiceStub:
     SetTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetTagRequest, _registry_pb2.Tag]
     DeleteTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteTagRequest, _registry_pb2.DeleteTagResponse]
     ListTagHistory: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListTagHistoryRequest, _registry_pb2.ListTagHistoryResponse]
+    LookupVersions: _grpc.UnaryUnaryMultiCallable[_registry_pb2.LookupVersionsRequest, _registry_pb2.LookupVersionsResponse]
+    """Versions by id, within the caller's project (unknown or foreign ids are simply absent)."""
+    Promote: _grpc.UnaryUnaryMultiCallable[_registry_pb2.PromoteRequest, _registry_pb2.PromotionResult]
+    """Production moves: gated by evals CheckGate, overridden with a reason, or rolled back."""
+    OverridePromotion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.OverridePromotionRequest, _registry_pb2.PromotionResult]
+    Rollback: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RollbackRequest, _registry_pb2.PromotionResult]
+    ListPromotions: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListPromotionsRequest, _registry_pb2.ListPromotionsResponse]
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -77,6 +84,13 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     SetTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetTagRequest, _registry_pb2.Tag]  # type: ignore[assignment]
     DeleteTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteTagRequest, _registry_pb2.DeleteTagResponse]  # type: ignore[assignment]
     ListTagHistory: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListTagHistoryRequest, _registry_pb2.ListTagHistoryResponse]  # type: ignore[assignment]
+    LookupVersions: _aio.UnaryUnaryMultiCallable[_registry_pb2.LookupVersionsRequest, _registry_pb2.LookupVersionsResponse]  # type: ignore[assignment]
+    """Versions by id, within the caller's project (unknown or foreign ids are simply absent)."""
+    Promote: _aio.UnaryUnaryMultiCallable[_registry_pb2.PromoteRequest, _registry_pb2.PromotionResult]  # type: ignore[assignment]
+    """Production moves: gated by evals CheckGate, overridden with a reason, or rolled back."""
+    OverridePromotion: _aio.UnaryUnaryMultiCallable[_registry_pb2.OverridePromotionRequest, _registry_pb2.PromotionResult]  # type: ignore[assignment]
+    Rollback: _aio.UnaryUnaryMultiCallable[_registry_pb2.RollbackRequest, _registry_pb2.PromotionResult]  # type: ignore[assignment]
+    ListPromotions: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListPromotionsRequest, _registry_pb2.ListPromotionsResponse]  # type: ignore[assignment]
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The registry owns prompts, their immutable versions, tags and tag history.
@@ -189,5 +203,42 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.ListTagHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListTagHistoryResponse, _abc.Awaitable[_registry_pb2.ListTagHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LookupVersions(
+        self,
+        request: _registry_pb2.LookupVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.LookupVersionsResponse, _abc.Awaitable[_registry_pb2.LookupVersionsResponse]]:
+        """Versions by id, within the caller's project (unknown or foreign ids are simply absent)."""
+
+    @_abc_1.abstractmethod
+    def Promote(
+        self,
+        request: _registry_pb2.PromoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.PromotionResult, _abc.Awaitable[_registry_pb2.PromotionResult]]:
+        """Production moves: gated by evals CheckGate, overridden with a reason, or rolled back."""
+
+    @_abc_1.abstractmethod
+    def OverridePromotion(
+        self,
+        request: _registry_pb2.OverridePromotionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.PromotionResult, _abc.Awaitable[_registry_pb2.PromotionResult]]: ...
+
+    @_abc_1.abstractmethod
+    def Rollback(
+        self,
+        request: _registry_pb2.RollbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.PromotionResult, _abc.Awaitable[_registry_pb2.PromotionResult]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPromotions(
+        self,
+        request: _registry_pb2.ListPromotionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListPromotionsResponse, _abc.Awaitable[_registry_pb2.ListPromotionsResponse]]: ...
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

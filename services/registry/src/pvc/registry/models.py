@@ -86,4 +86,26 @@ class TagEvent(SQLModel, table=True):
     at: datetime = _timestamp("at")
 
 
+class Promotion(SQLModel, table=True):
+    """Every move of production: promote (gate passed), override (with a reason) or rollback."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (sa.Index("ix_promotions_prompt_seq", "prompt_id", "seq"), {"schema": SCHEMA})
+
+    seq: int | None = Field(default=None, primary_key=True)
+    prompt_id: uuid.UUID = Field(foreign_key=f"{SCHEMA}.prompts.id")
+    kind: str  # "promote" | "override" | "rollback"
+    from_version_id: uuid.UUID | None = None
+    from_version: int | None = None
+    to_version_id: uuid.UUID
+    to_version: int
+    actor: str = ""
+    reason: str = ""
+    gate: Any = Field(default=None, sa_column=sa.Column("gate", JSONB, nullable=True))
+    # Set on a promote/override when a rollback undid it (the rollback's seq), so the next rollback
+    # goes one step further back instead of bouncing between two versions.
+    undone_by: int | None = None
+    at: datetime = _timestamp("at")
+
+
 outbox = outbox_table(SQLModel.metadata, schema=SCHEMA)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from pvc.registry.models import Prompt, Tag, TagEvent, Version
+from pvc.registry.models import Promotion, Prompt, Tag, TagEvent, Version
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -144,4 +144,39 @@ async def tag_history(
     if before_seq is not None:
         query = query.where(col(TagEvent.seq) < before_seq)
     query = query.order_by(col(TagEvent.seq).desc()).limit(limit + 1)
+    return list((await session.exec(query)).all())
+
+
+async def lookup_versions(
+    session: AsyncSession, *, project_id: uuid.UUID, version_ids: Sequence[uuid.UUID]
+) -> list[Version]:
+    if not version_ids:
+        return []
+    query = select(Version).where(Version.project_id == project_id, col(Version.id).in_(version_ids))
+    return list((await session.exec(query)).all())
+
+
+async def find_version_by_id(session: AsyncSession, *, version_id: uuid.UUID) -> Version | None:
+    return (await session.exec(select(Version).where(Version.id == version_id))).first()
+
+
+async def last_undoable_promotion(session: AsyncSession, *, prompt_id: uuid.UUID) -> Promotion | None:
+    """The latest promote/override not already undone by a rollback: what a rollback reverses."""
+    query = (
+        select(Promotion)
+        .where(Promotion.prompt_id == prompt_id)
+        .where(col(Promotion.kind).in_(("promote", "override")), col(Promotion.undone_by).is_(None))
+        .order_by(col(Promotion.seq).desc())
+        .limit(1)
+    )
+    return (await session.exec(query)).first()
+
+
+async def list_promotions(
+    session: AsyncSession, *, prompt_id: uuid.UUID, limit: int, before_seq: int | None
+) -> list[Promotion]:
+    query = select(Promotion).where(Promotion.prompt_id == prompt_id)
+    if before_seq is not None:
+        query = query.where(col(Promotion.seq) < before_seq)
+    query = query.order_by(col(Promotion.seq).desc()).limit(limit + 1)
     return list((await session.exec(query)).all())

@@ -14,13 +14,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pvc.core.context import Caller
 from pvc.core.db import Database
-from pvc.core.errors import Conflict, NotFound, ValidationFailed
+from pvc.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from pvc.core.outbox import record_event
 from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
 from pvc.registry import repository as repo
 from pvc.registry.content import compute_checksum, declared_defaults
 from pvc.registry.diffing import VersionContent, diff_versions
-from pvc.registry.models import Prompt, Tag, TagEvent, Version, outbox
+from pvc.registry.gatekeeper import Gate, GateCheck
+from pvc.registry.models import Promotion, Prompt, Tag, TagEvent, Version, outbox
 from pvc.registry.rendering import RenderResult, render_template
 
 T = TypeVar("T")
@@ -65,6 +66,22 @@ class Diff:
     from_version: int
     to_version: int
     document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    kind: str
+    version: Version
+    previous_version: int | None
+    reason: str
+    gate: dict[str, Any] | None
+
+
+PROMOTION_EVENTS = {
+    "promote": "promotion.succeeded",
+    "override": "promotion.overridden",
+    "rollback": "promotion.rolled_back",
+}
 
 
 @dataclass(frozen=True)
@@ -127,9 +144,15 @@ def prompt_event_data(prompt: Prompt) -> dict[str, Any]:
     }
 
 
+class _NoGate:
+    async def check(self, *, caller: Caller, version_id: uuid.UUID, prompt_id: uuid.UUID) -> GateCheck:
+        raise Unavailable("no gate is configured", details={"dependency": "evals"})
+
+
 class RegistryService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, gate: Gate | None = None) -> None:
         self.db = db
+        self.gate: Gate = gate or _NoGate()
 
     # -- prompts -------------------------------------------------------------------------------------
 
@@ -522,6 +545,198 @@ class RegistryService:
         page = rows[:limit]
         return Page(page, encode_cursor([page[-1].seq]) if len(rows) > limit else None)
 
+    # -- promotions ----------------------------------------------------------------------------------
+
+    async def lookup_versions(self, *, caller: Caller, version_ids: list[str]) -> list[Version]:
+        if len(version_ids) > 1000:
+            raise _invalid("versionIds", "at most 1000 ids per call")
+        ids = [vid for vid in (repo.parse_uuid(v) for v in version_ids) if vid is not None]
+        async with self.db.read() as session:
+            return await repo.lookup_versions(session, project_id=caller.project_id, version_ids=ids)
+
+    async def promote(self, *, caller: Caller, ref: str, version_id: str, reason: str) -> PromotionOutcome:
+        """Move production to `version_id` (default: staging) only if the evals gate passes now."""
+        _validate_text("reason", reason)
+        async with self.db.transaction() as session:
+            # The prompt lock serialises every production move of this prompt, so concurrent promotes
+            # queue and each sees the production the previous one left.
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            if version_id:
+                version = await self._version(session, prompt=prompt, selector=_by_id(version_id))
+            else:
+                staging = await repo.find_tag(session, prompt_id=prompt.id, name="staging")
+                if staging is None:
+                    raise Conflict(
+                        "nothing to promote: no version is tagged staging",
+                        code="NO_STAGING",
+                        details={"promptId": str(prompt.id)},
+                    )
+                version = staging[1]
+            await self._refuse_current(session, prompt=prompt, version=version)
+            # Unavailable propagates: a gate that could not be checked never lets a promotion through.
+            check = await self.gate.check(caller=caller, version_id=version.id, prompt_id=prompt.id)
+            if check.can_promote:
+                return await self._move_production(
+                    session,
+                    caller=caller,
+                    prompt=prompt,
+                    version=version,
+                    kind="promote",
+                    reason=reason,
+                    gate=check.document,
+                )
+            blocked_event = {
+                "promptId": str(prompt.id),
+                "promptName": prompt.name,
+                "versionId": str(version.id),
+                "versionNumber": version.number,
+                "actor": caller.actor_name,
+                "reason": reason,
+                "gate": check.document,
+            }
+        # Blocked attempts are not moves; their event commits on its own.
+        async with self.db.transaction() as session:
+            await record_event(
+                session, outbox, type="promotion.blocked", project_id=prompt.project_id, data=blocked_event
+            )
+        raise Conflict(
+            f"version {version.number} did not pass the gate",
+            code="PROMOTION_BLOCKED",
+            details={"gate": check.document},
+        )
+
+    async def override(self, *, caller: Caller, ref: str, version_id: str, reason: str) -> PromotionOutcome:
+        """Move production without a passing gate; the reason is required and kept in the trail."""
+        reason = reason.strip()
+        if not reason:
+            raise _invalid("reason", "is required to override the gate")
+        _validate_text("reason", reason)
+        if not version_id:
+            raise _invalid("versionId", "is required")
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            version = await self._version(session, prompt=prompt, selector=_by_id(version_id))
+            await self._refuse_current(session, prompt=prompt, version=version)
+            return await self._move_production(
+                session,
+                caller=caller,
+                prompt=prompt,
+                version=version,
+                kind="override",
+                reason=reason,
+                gate=None,
+            )
+
+    async def rollback(self, *, caller: Caller, ref: str, reason: str) -> PromotionOutcome:
+        """Production returns to the version that held it before the current one.
+
+        The target is the `from` version of the latest promote/override that no rollback has undone
+        yet; the rollback marks that move undone. So promote 1, 2, 3 then rollback, rollback goes
+        3 -> 2 -> 1 (never bouncing between 3 and 2), and it never guesses with number - 1.
+        """
+        _validate_text("reason", reason)
+        async with self.db.transaction() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            self._refuse_archived(prompt)
+            last = await repo.last_undoable_promotion(session, prompt_id=prompt.id)
+            if last is None or last.from_version_id is None:
+                raise Conflict(
+                    "production has no previous version to roll back to",
+                    code="NO_PREVIOUS",
+                    details={"promptId": str(prompt.id)},
+                )
+            target = await repo.find_version_by_id(session, version_id=last.from_version_id)
+            assert target is not None  # versions are never deleted
+            outcome = await self._move_production(
+                session,
+                caller=caller,
+                prompt=prompt,
+                version=target,
+                kind="rollback",
+                reason=reason,
+                gate=None,
+                undoes=last,
+            )
+        return outcome
+
+    async def list_promotions(self, *, caller: Caller, ref: str, limit: int, cursor: str) -> Page[Promotion]:
+        limit = clamp_limit(limit)
+        key = decode_cursor(cursor, arity=1)
+        if key and not isinstance(key[0], int):
+            raise _invalid("cursor", "malformed")
+        async with self.db.read() as session:
+            prompt = await self._prompt(session, caller=caller, ref=ref)
+            rows = await repo.list_promotions(
+                session, prompt_id=prompt.id, limit=limit, before_seq=key[0] if key else None
+            )
+        page = rows[:limit]
+        return Page(page, encode_cursor([page[-1].seq]) if len(rows) > limit else None)
+
+    async def _refuse_current(self, session: AsyncSession, *, prompt: Prompt, version: Version) -> None:
+        current = await repo.find_tag(session, prompt_id=prompt.id, name=PROTECTED_TAG)
+        if current is not None and current[1].id == version.id:
+            raise Conflict(
+                f"version {version.number} is already in production",
+                details={"version": version.number},
+            )
+
+    async def _move_production(
+        self,
+        session: AsyncSession,
+        *,
+        caller: Caller,
+        prompt: Prompt,
+        version: Version,
+        kind: str,
+        reason: str,
+        gate: dict[str, Any] | None,
+        undoes: Promotion | None = None,
+    ) -> PromotionOutcome:
+        """The tag move (with its history row and tag.moved), the trail row and the event: one transaction."""
+        current = await repo.find_tag(session, prompt_id=prompt.id, name=PROTECTED_TAG)
+        previous = await self.move_tag(
+            session, caller=caller, prompt=prompt, name=PROTECTED_TAG, version=version
+        )
+        row = Promotion(
+            prompt_id=prompt.id,
+            kind=kind,
+            from_version_id=current[1].id if current else None,
+            from_version=previous,
+            to_version_id=version.id,
+            to_version=version.number,
+            actor=caller.actor_name,
+            reason=reason,
+            gate=gate,
+            at=now(),
+        )
+        session.add(row)
+        await session.flush()
+        if undoes is not None:
+            undoes.undone_by = row.seq
+            session.add(undoes)
+        await record_event(
+            session,
+            outbox,
+            type=PROMOTION_EVENTS[kind],
+            project_id=prompt.project_id,
+            data={
+                "promptId": str(prompt.id),
+                "promptName": prompt.name,
+                "kind": kind,
+                "versionId": str(version.id),
+                "versionNumber": version.number,
+                "previousVersionNumber": previous,
+                "actor": caller.actor_name,
+                "reason": reason,
+                "gate": gate,
+            },
+        )
+        return PromotionOutcome(
+            kind=kind, version=version, previous_version=previous, reason=reason, gate=gate
+        )
+
     # -- lookups -------------------------------------------------------------------------------------
 
     async def _prompt(
@@ -553,6 +768,13 @@ class RegistryService:
             raise Conflict(
                 f"prompt '{prompt.name}' is archived", code="ARCHIVED", details={"promptId": str(prompt.id)}
             )
+
+
+def _by_id(version_id: str) -> VersionSelector:
+    parsed = repo.parse_uuid(version_id)
+    if parsed is None:
+        raise _invalid("versionId", "must be a version id (UUID)")
+    return VersionSelector(version_id=parsed)
 
 
 def _content(version: Version) -> VersionContent:

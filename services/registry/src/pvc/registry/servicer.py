@@ -13,8 +13,9 @@ from pvc.core.grpc_server import Registrar
 from pvc.core.jsonvalues import dump_json, parse_json
 from pvc.core.runner import ServiceSpec
 from pvc.core.settings import ServiceSettings
-from pvc.registry.models import SCHEMA, Tag, TagEvent, Version, outbox
-from pvc.registry.service import PromptView, RegistryService, VersionSelector, rfc3339
+from pvc.registry.gatekeeper import EvalsGate
+from pvc.registry.models import SCHEMA, Promotion, Tag, TagEvent, Version, outbox
+from pvc.registry.service import PromotionOutcome, PromptView, RegistryService, VersionSelector, rfc3339
 from pvc.registry.settings import RegistrySettings
 from pvc.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
@@ -71,6 +72,31 @@ def tag_move_message(event: TagEvent) -> registry_pb2.TagMove:
         actor=event.actor,
         at=rfc3339(event.at),
         kind=event.kind,
+    )
+
+
+def promotion_result(outcome: PromotionOutcome) -> registry_pb2.PromotionResult:
+    return registry_pb2.PromotionResult(
+        promoted=True,
+        version=outcome.version.number,
+        previous_version=outcome.previous_version or 0,
+        gate_json=dump_json(outcome.gate) if outcome.gate is not None else "",
+        kind=outcome.kind,
+        reason=outcome.reason,
+        version_id=str(outcome.version.id),
+    )
+
+
+def promotion_message(row: Promotion) -> registry_pb2.Promotion:
+    return registry_pb2.Promotion(
+        kind=row.kind,
+        from_version=row.from_version or 0,
+        to_version=row.to_version,
+        actor=row.actor,
+        reason=row.reason,
+        gate_json=dump_json(row.gate),
+        at=rfc3339(row.at),
+        to_version_id=str(row.to_version_id),
     )
 
 
@@ -253,9 +279,63 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             page=page_info(request.page.limit, page.next_cursor),
         )
 
+    async def LookupVersions(
+        self, request: registry_pb2.LookupVersionsRequest, context: Ctx
+    ) -> registry_pb2.LookupVersionsResponse:
+        versions = await self.service.lookup_versions(
+            caller=current_caller(), version_ids=list(request.version_ids)
+        )
+        return registry_pb2.LookupVersionsResponse(versions=[version_message(v) for v in versions])
+
+    async def Promote(
+        self, request: registry_pb2.PromoteRequest, context: Ctx
+    ) -> registry_pb2.PromotionResult:
+        outcome = await self.service.promote(
+            caller=current_caller(), ref=request.prompt, version_id=request.version_id, reason=request.reason
+        )
+        return promotion_result(outcome)
+
+    async def OverridePromotion(
+        self, request: registry_pb2.OverridePromotionRequest, context: Ctx
+    ) -> registry_pb2.PromotionResult:
+        outcome = await self.service.override(
+            caller=current_caller(), ref=request.prompt, version_id=request.version_id, reason=request.reason
+        )
+        return promotion_result(outcome)
+
+    async def Rollback(
+        self, request: registry_pb2.RollbackRequest, context: Ctx
+    ) -> registry_pb2.PromotionResult:
+        outcome = await self.service.rollback(
+            caller=current_caller(), ref=request.prompt, reason=request.reason
+        )
+        return promotion_result(outcome)
+
+    async def ListPromotions(
+        self, request: registry_pb2.ListPromotionsRequest, context: Ctx
+    ) -> registry_pb2.ListPromotionsResponse:
+        page = await self.service.list_promotions(
+            caller=current_caller(), ref=request.prompt, limit=request.page.limit, cursor=request.page.cursor
+        )
+        return registry_pb2.ListPromotionsResponse(
+            promotions=[promotion_message(p) for p in page.items],
+            page=page_info(request.page.limit, page.next_cursor),
+        )
+
 
 def _servicers(settings: ServiceSettings, db: Database) -> list[tuple[Registrar, object]]:
-    return [(registry_pb2_grpc.add_RegistryServiceServicer_to_server, RegistryServicer(RegistryService(db)))]
+    assert isinstance(settings, RegistrySettings)
+    gate = EvalsGate(
+        address=settings.evals_addr,
+        internal_token=settings.internal_token,
+        deadline=settings.gate_deadline_seconds,
+    )
+    return [
+        (
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+            RegistryServicer(RegistryService(db, gate=gate)),
+        )
+    ]
 
 
 SPEC = ServiceSpec(
