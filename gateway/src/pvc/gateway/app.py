@@ -24,13 +24,13 @@ from pvc.gateway.identity import KeyStore, ensure_bootstrap
 from pvc.gateway.middleware import GatewayMiddleware
 from pvc.gateway.models import outbox
 from pvc.gateway.responses import JSON
-from pvc.gateway.routes import prompts, system
+from pvc.gateway.routes import evals, promotions, prompts, system
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
 
 # Every router of the public API; each route declares its scope through `require(...)`.
-API_ROUTERS = (prompts.router,)
+API_ROUTERS = (prompts.router, promotions.router, evals.router)
 
 
 class NatsLink:

@@ -159,3 +159,132 @@ class TagMoveOut(Out):
     previous_version_number: int | None
     actor: str
     at: str
+
+
+# -- evaluations, gate and promotions ----------------------------------------------------------------
+
+HARNESS_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+EvaluationStatus = Literal["passed", "failed", "error", "pending", "running"]
+
+
+class CreateEvaluation(Body):
+    version_id: str = Field(pattern=UUID_PATTERN)
+    harness: str = Field(pattern=HARNESS_PATTERN, examples=["quality"])
+    status: EvaluationStatus
+    score: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=100)
+    details: Any = None
+    external_id: str | None = Field(default=None, max_length=500)
+
+
+class TriggerEvaluation(Body):
+    version_id: str = Field(pattern=UUID_PATTERN)
+    harness: str = Field(pattern=HARNESS_PATTERN)
+
+
+class PutHarness(Body):
+    url: str = Field(min_length=1, max_length=2048, examples=["http://127.0.0.1:9000/evaluate"])
+    secret: str | None = Field(default=None, max_length=200, description="whsec_...; generated when absent")
+    timeout_seconds: float = Field(default=300, gt=0, le=86_400)
+
+
+class MetricThreshold(Body):
+    min: float | None = None
+    max: float | None = None
+
+
+class GatePolicyBody(Body):
+    min_score: float = Field(default=0.8, ge=0, le=1)
+    required_harnesses: list[str] = Field(default_factory=list, max_length=50)
+    max_age_hours: float | None = Field(default=None, gt=0)
+    metric_thresholds: dict[str, MetricThreshold] = Field(default_factory=dict, max_length=50)
+
+
+class PromoteBody(Body):
+    version_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    reason: str = Field(default="", max_length=TEXT_MAX)
+
+
+class OverrideBody(Body):
+    version_id: str = Field(pattern=UUID_PATTERN)
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class RollbackBody(Body):
+    reason: str = Field(default="", max_length=TEXT_MAX)
+
+
+class EvaluationOut(Out):
+    id: str
+    version_id: str
+    prompt_id: str
+    harness: str
+    status: EvaluationStatus
+    score: float | None
+    metrics: dict[str, float]
+    details: Any
+    external_id: str | None
+    created_at: str
+    completed_at: str | None
+
+
+class GatePolicyOut(Out):
+    min_score: float
+    required_harnesses: list[str]
+    max_age_hours: float | None
+    metric_thresholds: dict[str, dict[str, float]]
+
+
+class GateOut(Out):
+    version_id: str
+    prompt_id: str
+    can_promote: bool
+    reasons: list[str]
+    policy: GatePolicyOut
+    evaluations: list[EvaluationOut]
+    checked_at: str
+
+
+class HarnessOut(Out):
+    name: str
+    url: str
+    timeout_seconds: float
+    secret: str | None = Field(default=None, description="Only in the answer that created or replaced it")
+    created_at: str
+    updated_at: str
+
+
+class PromoteOut(Out):
+    promoted: bool
+    version: int
+    version_id: str
+    previous_version: int | None
+    gate: GateOut
+
+
+class OverrideOut(Out):
+    promoted: bool
+    overridden: bool
+    version: int
+    version_id: str
+    previous_version: int | None
+    reason: str
+
+
+class RollbackOut(Out):
+    rolled_back: bool
+    version: int
+    version_id: str
+    previous_version: int | None
+    reason: str
+
+
+class PromotionOut(Out):
+    kind: Literal["promote", "override", "rollback"]
+    from_version: int | None
+    to_version: int
+    to_version_id: str
+    actor: str
+    reason: str
+    gate: GateOut | None
+    at: str
