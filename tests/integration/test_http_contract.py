@@ -21,7 +21,13 @@ def test_health_and_ready(anon: httpx.Client) -> None:
     ready = anon.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
-    assert ready.json()["checks"] == {"gateway": "ok", "database": "ok", "nats": "ok", "registry": "ok"}
+    assert ready.json()["checks"] == {
+        "gateway": "ok",
+        "database": "ok",
+        "nats": "ok",
+        "registry": "ok",
+        "evals": "ok",
+    }
 
 
 def test_metrics_exposes_prometheus_text(api: httpx.Client, anon: httpx.Client) -> None:

@@ -116,7 +116,7 @@ def evaluate(*, policy: Mapping[str, Any], results: Iterable[Result], now: datet
             reasons.append(f"required harness '{name}' has no evaluation")
 
     finished = [r for r in latest if r.status in FINISHED]
-    unscored = [r.harness for r in finished if r.score is None]
+    unscored = [r.harness for r in finished if r.status == "passed" and r.score is None]
     for name in unscored:
         # A missing score never counts as a pass (the original treated null as good enough).
         reasons.append(f"harness '{name}' reported no score")
