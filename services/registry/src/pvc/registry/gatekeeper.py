@@ -38,6 +38,8 @@ class EvalsGate:
                 evals_pb2.CheckGateRequest(version_id=str(version_id), prompt_id=str(prompt_id)),
                 metadata=call_metadata(caller=caller, internal_token=self.internal_token),
                 timeout=self.deadline,
+                # Wait (within the deadline) for a restarting evals instead of failing at once.
+                wait_for_ready=True,
             )
             document = orjson.loads(reply.gate_json)
         except (grpc.aio.AioRpcError, orjson.JSONDecodeError) as exc:
