@@ -11,7 +11,7 @@ signature, answers 202 at once, scores the template with a deterministic rule, a
 The rule (so a README or a test can predict the outcome):
 - the score starts at 1.0; a template containing "TODO" loses 0.5, one longer than 2,000 characters
   loses 0.3, one without any {{placeholder}} loses 0.1;
-- status is "passed" when the score is at least 0.5, else "failed";
+- status is "passed" when the score is at least 0.7, else "failed";
 - metrics: `length` (characters) and `placeholders` (how many {{...}});
 - a template containing "NO_ANSWER" is accepted but never answered (to see a harness timeout).
 """
@@ -65,7 +65,7 @@ def score(template: str) -> dict[str, object]:
         value -= 0.1
     value = round(max(value, 0.0), 4)
     return {
-        "status": "passed" if value >= 0.5 else "failed",
+        "status": "passed" if value >= 0.7 else "failed",
         "score": value,
         "metrics": {"length": len(template), "placeholders": placeholders},
         "details": {
