@@ -343,3 +343,31 @@ def test_gate_policy_access(api: httpx.Client, client_for: ClientFactory) -> Non
         client_for(scopes=["promote"]).put(f"/api/v1/prompts/{name}/gate", json={"minScore": 0.1}).status_code
         == 200
     )
+
+
+def test_openapi_documents_the_new_routes(anon: httpx.Client) -> None:
+    paths = anon.get("/api/v1/docs/openapi.json").json()["paths"]
+    expected = {
+        ("/api/v1/evaluations", "post"): "evals:write",
+        ("/api/v1/evaluations", "get"): "read",
+        ("/api/v1/evaluations/trigger", "post"): "evals:write",
+        ("/api/v1/evaluations/harnesses/{name}", "put"): "evals:write",
+        ("/api/v1/evaluations/versions/{version_id}/gate", "get"): "read",
+        ("/api/v1/prompts/{prompt}/gate", "put"): "promote",
+        ("/api/v1/prompts/{prompt}/promote", "post"): "promote",
+        ("/api/v1/prompts/{prompt}/promote/override", "post"): "promote:override",
+        ("/api/v1/prompts/{prompt}/rollback", "post"): "promote",
+        ("/api/v1/prompts/{prompt}/promotions", "get"): "read",
+    }
+    for (path, method), scope in expected.items():
+        operation = paths[path][method]
+        assert operation["x-required-scope"] == scope, path
+        assert "409" in operation["responses"] or method == "get", path
+    callback = paths["/api/v1/evaluations/{evaluation_id}/callback"]["post"]
+    assert "x-required-scope" not in callback
+    assert "security" not in callback
+    assert {p["name"] for p in callback["parameters"]} >= {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
