@@ -18,19 +18,22 @@ from pvc.core.db import Database, create_engine
 from pvc.core.logging import configure_logging
 from pvc.core.relay import OutboxRelay
 from pvc.core.telemetry import configure_tracing
+from pvc.gateway.audit import AuditWriter
 from pvc.gateway.clients import Backends
 from pvc.gateway.errors import install_error_handlers
+from pvc.gateway.guard import IdentityMiddleware, parse_networks
 from pvc.gateway.identity import KeyStore, ensure_bootstrap
 from pvc.gateway.middleware import GatewayMiddleware
 from pvc.gateway.models import outbox
+from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
-from pvc.gateway.routes import evals, promotions, prompts, system
+from pvc.gateway.routes import evals, keys, promotions, prompts, system
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
 
 # Every router of the public API; each route declares its scope through `require(...)`.
-API_ROUTERS = (prompts.router, promotions.router, evals.router)
+API_ROUTERS = (prompts.router, promotions.router, evals.router, keys.router)
 
 
 class NatsLink:
@@ -85,11 +88,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await ensure_bootstrap(db=db, pepper=settings.api_key_pepper, key=settings.bootstrap_api_key)
         app.state.db = db
         app.state.keys = KeyStore(
-            db=db, pepper=settings.api_key_pepper, cache_seconds=settings.key_cache_seconds
+            db=db,
+            pepper=settings.api_key_pepper,
+            cache_seconds=settings.key_cache_seconds,
+            cache_seconds_with_events=settings.key_cache_seconds_with_events,
         )
+        app.state.audit = AuditWriter(db=db, flush_seconds=settings.audit_flush_seconds)
+        app.state.audit.start()
         app.state.backends = Backends(settings)
         app.state.nats = NatsLink(settings.nats_url)
         app.state.nats.start()
+        identity_tasks = [
+            asyncio.create_task(app.state.keys.follow_events(app.state.nats)),
+            asyncio.create_task(app.state.keys.run_last_used_writer()),
+        ]
         relay = OutboxRelay(
             db=db,
             table=outbox,
@@ -101,6 +113,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            for task in identity_tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await app.state.audit.close()
             relay_task.cancel()
             with suppress(asyncio.CancelledError):
                 await relay_task
@@ -119,11 +136,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(
+        per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+    )
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(system.router)
     for router in API_ROUTERS:
         app.include_router(router)
     system.mount_docs_assets(app)
+    # Inside GatewayMiddleware (added last = outermost), so the request id is already set.
+    app.add_middleware(IdentityMiddleware)
     app.add_middleware(
         GatewayMiddleware,
         max_body=settings.max_body_bytes,

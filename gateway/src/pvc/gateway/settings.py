@@ -21,8 +21,19 @@ class GatewaySettings(CommonSettings):
     api_key_pepper: str = DEV_PEPPER
     max_body_bytes: int = 1024 * 1024
     max_ingest_body_bytes: int = 10 * 1024 * 1024
-    # Seconds an authenticated key stays cached on this replica.
+    # Seconds an authenticated key stays cached on this replica while the api_key.* event subscription
+    # is down (events are then the only fast invalidation missing, so the TTL must be short).
     key_cache_seconds: float = 1.0
+    # ... and while it is live: revocations arrive as events, the TTL is only a safety net.
+    key_cache_seconds_with_events: float = 30.0
+    # Token bucket per API key (and per client IP without a valid key); 0 = unlimited.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: float = 1000.0
+    # Peers whose X-Forwarded-For is believed (the edge Envoy); anyone else's is ignored.
+    # Comma-separated CIDRs.
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
+    # Audit rows are written in batches by a background task, flushed at shutdown.
+    audit_flush_seconds: float = 0.05
 
     @property
     def services(self) -> dict[str, str]:
