@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 
 from pvc.devstack import Stack
 
-from .support import ClientFactory, mint_key
+from .support import ClientFactory, create_key, mint_key
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +55,24 @@ def anon(stack: Stack) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def client_for(stack: Stack) -> Iterator[ClientFactory]:
+def client_for(stack: Stack, api: httpx.Client) -> Iterator[ClientFactory]:
+    """Clients with keys minted through the API (POST /api/v1/api-keys) by the admin key."""
     clients: list[httpx.Client] = []
 
     def make(
-        *, scopes: list[str], project: str | None = None, expires_at: datetime | None = None
+        *,
+        scopes: list[str],
+        project: str | None = None,
+        expires_at: datetime | None = None,
+        **extra: object,
     ) -> httpx.Client:
-        key = mint_key(stack, scopes=scopes, project=project, expires_at=expires_at)
+        if not scopes or (expires_at is not None and expires_at <= datetime.now(UTC)):
+            # States the API refuses to create on purpose.
+            key = mint_key(stack, scopes=scopes, project=project, expires_at=expires_at)
+        else:
+            if expires_at is not None:
+                extra["expiresAt"] = expires_at.isoformat()
+            key = str(create_key(api, scopes=scopes, project=project, **extra)["key"])
         client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         clients.append(client)
         return client

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -16,10 +18,49 @@ from pvc.devstack import Stack
 ClientFactory = Callable[..., httpx.Client]
 
 
+def project_id(api: httpx.Client, name: str) -> str:
+    """The id of project `name`, created through the API (admin key) when missing."""
+    created = api.post("/api/v1/projects", json={"name": name})
+    if created.status_code == 201:
+        return str(created.json()["id"])
+    assert created.status_code == 409, created.text
+    cursor: str | None = None
+    while True:
+        listed = api.get("/api/v1/projects", params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        assert listed.status_code == 200, listed.text
+        for project in listed.json()["data"]:
+            if project["name"] == name:
+                return str(project["id"])
+        cursor = listed.json()["meta"]["nextCursor"]
+        assert cursor, f"project {name} not found"
+
+
+def create_key(
+    api: httpx.Client,
+    *,
+    scopes: list[str],
+    project: str | None = None,
+    name: str | None = None,
+    **extra: object,
+) -> dict[str, object]:
+    """Mint a key through POST /api/v1/api-keys with the admin client; returns the 201 body."""
+    body: dict[str, object] = {
+        "name": name or f"test-{'-'.join(scopes) or 'none'}"[:100],
+        "scopes": scopes,
+        **extra,
+    }
+    if project is not None:
+        body["projectId"] = project_id(api, project)
+    created = api.post("/api/v1/api-keys", json=body)
+    assert created.status_code == 201, created.text
+    return created.json()  # type: ignore[no-any-return]
+
+
 def mint_key(
     stack: Stack, *, scopes: list[str], project: str | None = None, expires_at: datetime | None = None
 ) -> str:
-    """A key made straight in the gateway's tables (the key-management API has its own tests)."""
+    """A key made straight in the gateway's tables: only for states the API refuses to create
+    (an empty scope list, an expiry in the past)."""
     pepper = (Path(stack.data_dir) / "pepper").read_text().strip()
     key = generate_api_key()
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
@@ -61,3 +102,21 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert isinstance(body["error"]["details"], dict)
     assert body["requestId"] == response.headers["x-request-id"]
     return body["error"]  # type: ignore[no-any-return]
+
+
+def audit_rows(
+    api: httpx.Client,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool] = bool,
+    timeout: float = 5.0,
+    **filters: str,
+) -> list[dict[str, Any]]:
+    """GET /api/v1/audit-logs with `filters`, polling until `until(rows)` (rows are written in batches)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = api.get("/api/v1/audit-logs", params={"limit": 100, **filters})
+        assert listed.status_code == 200, listed.text
+        rows: list[dict[str, Any]] = listed.json()["data"]
+        if until(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

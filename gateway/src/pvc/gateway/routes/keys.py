@@ -53,8 +53,13 @@ Db = Annotated[Database, Depends(database)]
 class CreateKey(Body):
     name: str = Field(min_length=1, max_length=100, examples=["ci-pipeline"])
     scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES))
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339 with a time zone")
-    project_id: uuid.UUID | None = Field(default=None, description="Another project (admin keys only)")
+    # JSON has no datetime or UUID type: these two parse their strings (strict=False).
+    expires_at: AwareDatetime | None = Field(
+        default=None, strict=False, description="RFC 3339 with a time zone"
+    )
+    project_id: uuid.UUID | None = Field(
+        default=None, strict=False, description="Another project (admin keys only)"
+    )
     rate_limit_per_second: float | None = Field(
         default=None, ge=0, le=1_000_000, description="Own limit, 0 = unlimited (admin keys only)"
     )
