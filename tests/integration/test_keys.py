@@ -28,10 +28,12 @@ def bearer(key: object) -> dict[str, str]:
 def test_create_list_get_and_revoke(api: httpx.Client, anon: httpx.Client) -> None:
     created = create_key(api, scopes=["read", "prompts:write"], name=unique("ci"))
     key = str(created["key"])
-    assert key.startswith("pvc_") and has_valid_checksum(key)
+    assert key.startswith("pvc_")
+    assert has_valid_checksum(key)
     assert created["prefix"] == key[:12]
     assert created["scopes"] == ["read", "prompts:write"]
-    assert created["expiresAt"] is None and created["revokedAt"] is None
+    assert created["expiresAt"] is None
+    assert created["revokedAt"] is None
     assert set(created) >= {"id", "name", "prefix", "scopes", "expiresAt", "rateLimitPerSecond", "projectId"}
 
     assert anon.get("/api/v1/prompts", headers=bearer(key)).status_code == 200
