@@ -146,7 +146,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.include_router(router)
     system.mount_docs_assets(app)
     # Inside GatewayMiddleware (added last = outermost), so the request id is already set.
-    app.add_middleware(IdentityMiddleware)
+    app.add_middleware(IdentityMiddleware, routes=[r for router in API_ROUTERS for r in router.routes])
     app.add_middleware(
         GatewayMiddleware,
         max_body=settings.max_body_bytes,

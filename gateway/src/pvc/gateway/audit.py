@@ -86,11 +86,11 @@ def derive_rule(
     elif method == "GET" or (method == "POST" and has_get) or method in ("PUT", "PATCH", "DELETE"):
         # A collection (list / create) or a singleton sub-resource such as /prompts/{prompt}/gate.
         noun = segments[-1]
-        verb = {"GET": "list" if has_get else "read", "POST": "create"}.get(method, _VERBS[method])
+        verb = {"GET": "list", "POST": "create"}.get(method) or _VERBS[method]
         param_name = params[last_param_at] if last_param_at >= 0 else None
         fetch_before = method in ("PUT", "PATCH", "DELETE") and has_get
-        if method == "GET" and last_param_at == len(segments) - 2:
-            verb = "read"
+        if method == "GET" and not noun.endswith("s"):
+            verb = "read"  # a singleton such as /prompts/{prompt}/gate
     else:
         # An action: /prompts/{prompt}/promote/override -> prompt.promote.override; /metrics/ingest.
         if last_param_at >= 1:

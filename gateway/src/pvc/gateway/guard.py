@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,10 +68,12 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class IdentityMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """`routes`: every route of the public API (the app's API_ROUTERS), for the audit rules."""
+
+    def __init__(self, app: ASGIApp, *, routes: list[Any]) -> None:
         self.app = app
-        self._rules: dict[tuple[str, str], AuditRule] | None = None
-        self._routes: list[Any] = []
+        self._routes = [r for r in routes if isinstance(r, APIRoute)]
+        self._rules = build_rules(self._routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
@@ -129,26 +132,24 @@ class IdentityMiddleware:
                 chunks.append(message.get("body", b""))
             await send(message)
 
+        after_read: Any = None
         try:
             await self.app(scope, receive, send_wrapper)
+            body = b"".join(chunks)
+            if rule is not None and rule.fetch_before and 200 <= status < 300 and not body.strip():
+                # A 204 says nothing about the result: read it back (None when it is gone).
+                after_read = await self._read(scope, principal)
         finally:
             if is_api and (rule is not None or status in (401, 403)):
-                self._audit(scope, request_state, rule, status, before, b"".join(chunks))
+                self._audit(scope, request_state, rule, status, before, b"".join(chunks), after_read)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _rules_for(self, scope: Scope) -> dict[tuple[str, str], AuditRule]:
-        if self._rules is None:
-            self._routes = list(scope["app"].routes)
-            self._rules = build_rules(self._routes)
-        return self._rules
-
     def _match(self, scope: Scope) -> AuditRule | None:
-        rules = self._rules_for(scope)
         for route in self._routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return rules.get((scope["method"], getattr(route, "path_format", "")))
+                return self._rules.get((scope["method"], route.path_format))
         return None
 
     async def _read(self, scope: Scope, principal: Principal | None) -> Any:
@@ -194,21 +195,20 @@ class IdentityMiddleware:
         status: int,
         before: Any,
         body: bytes,
+        after_read: Any,
     ) -> None:
         writer: AuditWriter | None = getattr(scope["app"].state, "audit", None)
         if writer is None:
             return
         if rule is None:
-            route = scope.get("route")
-            path = getattr(route, "path_format", None)
-            rule = self._rules_for(scope).get((scope["method"], path or ""))
+            rule = self._match(scope)
         path_params: dict[str, Any] = scope.get("path_params") or {}
         try:
             parsed: Any = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             parsed = None
         if 200 <= status < 400:
-            outcome, after = "success", parsed
+            outcome, after = "success", parsed if parsed is not None else after_read
         else:
             outcome = "denied" if status in (401, 403) else "failure"
             error = parsed.get("error") if isinstance(parsed, dict) else None

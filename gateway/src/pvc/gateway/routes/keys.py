@@ -200,6 +200,7 @@ async def list_audit_logs(
     action: Filter = None,
     actor_id: Annotated[str | None, Query(alias="actorId", min_length=1, max_length=100)] = None,
     outcome: Literal["success", "failure", "denied"] | None = None,
+    request_id: Annotated[str | None, Query(alias="requestId", pattern=r"^[\w-]{1,128}$")] = None,
     since: Annotated[AwareDatetime | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
     until: Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
 ) -> JSON:
@@ -216,6 +217,7 @@ async def list_audit_logs(
             "action": action,
             "actor_id": actor_id,
             "outcome": outcome,
+            "request_id": request_id,
         },
         since=since,
         until=until,

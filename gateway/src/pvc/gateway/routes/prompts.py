@@ -168,7 +168,12 @@ async def update_prompt(prompt: PromptRef, body: UpdatePrompt, principal: Writer
     return ok(prompt_json(await registry.call(registry.registry.UpdatePrompt, request, principal=principal)))
 
 
-@router.delete("/{prompt}", response_model=PromptOut, summary="Archive a prompt (soft delete)")
+@router.delete(
+    "/{prompt}",
+    response_model=PromptOut,
+    summary="Archive a prompt (soft delete)",
+    openapi_extra={"x-audit-action": "prompt.archive"},
+)
 async def archive_prompt(prompt: PromptRef, principal: Writer, registry: Registry) -> JSON:
     reply = await registry.call(
         registry.registry.ArchivePrompt, registry_pb2.ArchivePromptRequest(prompt=prompt), principal=principal
