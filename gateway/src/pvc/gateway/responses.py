@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from pvc.core.errors import NotFound
 from pvc.gateway.schemas import ErrorResponse
@@ -27,10 +27,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class JSON(Response):
-    """orjson-encoded JSON; handlers build camelCase dicts themselves."""
+class JSON(JSONResponse):
+    """orjson-encoded JSON; handlers build camelCase dicts themselves.
 
-    media_type = "application/json"
+    A JSONResponse subclass so FastAPI documents each route's response_model as its schema (for any
+    other Response class the spec says `{"type": "string"}`).
+    """
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 Item = TypeVar("Item")
@@ -18,9 +18,44 @@ Variables = list[str | dict[str, Any]]
 
 
 class Body(BaseModel):
-    """Request bodies: unknown fields are refused and types are not coerced ("5" is not 5)."""
+    """Request bodies: unknown fields are refused and types are not coerced ("5" is not 5).
+
+    Text anywhere in a body (also inside free-form metadata) must be storable: no NUL characters
+    (PostgreSQL text and jsonb refuse them) and no lone UTF-16 surrogates (not encodable as UTF-8);
+    integers fit in 64 bits (what every JSON consumer, and our encoder, can represent).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        _check_text(data, "body")
+        return data
+
+
+def _check_text(value: Any, where: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**64:
+            raise ValueError(f"{where}: integers must fit in 64 bits")
+    elif isinstance(value, str):
+        if "\x00" in value or not _encodable(value):
+            raise ValueError(f"{where}: text must be valid UTF-8 without NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, where)
+            _check_text(item, f"{where}.{key}" if isinstance(key, str) and _encodable(key) else where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, where)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Out(BaseModel):

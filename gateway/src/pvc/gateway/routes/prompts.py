@@ -93,7 +93,9 @@ def tag_json(t: registry_pb2.Tag) -> dict[str, Any]:
 
 def version_ref(value: str | int, *, field: str | None = None) -> registry_pb2.VersionRef:
     """A version number or id. Anything else names no version: 404 in a path, 400 in a body or query."""
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and len(value) < 10):
+    if isinstance(value, int) or (
+        isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10
+    ):
         number = int(value)
         if number >= 1:
             return registry_pb2.VersionRef(number=number)
