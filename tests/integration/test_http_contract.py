@@ -198,3 +198,14 @@ def test_registry_down_gives_503_and_ready_follows(
     assert anon.get("/ready").status_code == 200
     assert_error(api.get(f"/api/v1/prompts/{name}"), 404, "NOT_FOUND")
     assert api.post("/api/v1/prompts", json={"name": name}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/prompts?q=%00", "/api/v1/audit-logs?action=a%00b", "/api/v1/prompts/x/versions/%C2%B2"],
+)
+def test_unstorable_input_is_4xx_not_500(api: httpx.Client, url: str) -> None:
+    response = api.get(url)
+    assert 400 <= response.status_code < 500, response.text
+    body = {"name": unique(), "metadata": {"nul": "a\u0000b"}}
+    assert_error(api.post("/api/v1/prompts", json=body), 400, "VALIDATION_ERROR")

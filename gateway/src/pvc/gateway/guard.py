@@ -103,6 +103,11 @@ class IdentityMiddleware:
             await _rate_limited(send, decision)
             return
 
+        if b"%00" in scope.get("query_string", b""):
+            # PostgreSQL text cannot hold NUL; refuse it here once instead of in every query parameter.
+            await _bad_query(send)
+            return
+
         method = scope["method"]
         path = scope["path"]
         is_api = path.startswith(API_PREFIX)
@@ -260,6 +265,27 @@ async def _rate_limited(send: Send, decision: Decision) -> None:
                 (b"retry-after", str(decision.retry_after).encode()),
                 *_limit_headers(decision),
             ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _bad_query(send: Send) -> None:
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "VALIDATION_ERROR",
+                "message": "the query string must not contain NUL characters",
+                "details": {"fields": {"query": "contains %00"}},
+            },
+            "requestId": request_id_var.get(),
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
