@@ -17,6 +17,7 @@ import pytest
 from pvc.core.apikeys import has_valid_checksum
 from pvc.devstack import Stack
 from pvc.devstack.ports import free_port
+from pvc.devstack.stack import SERVICES
 
 from .support import ClientFactory, assert_error, create_key, project_id, unique
 
@@ -182,7 +183,7 @@ def second_gateway(stack: Stack) -> Iterator[str]:
         "PVC_ENV": "dev",
         "PVC_INTERNAL_TOKEN": stack.internal_token,
         "PVC_API_KEY_PEPPER": (Path(stack.data_dir) / "pepper").read_text().strip(),
-        "PVC_REGISTRY_ADDR": stack.service_addr("registry"),
+        **{f"PVC_{name.upper()}_ADDR": stack.service_addr(name) for name in SERVICES},
         "PVC_GATEWAY_ADDR": f"127.0.0.1:{port}",
         "PVC_LOG_LEVEL": "warning",
     }

@@ -33,7 +33,10 @@ BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]] = {
     ("POST", "/api/v1/webhooks/{id}/rotate-secret"): lambda r: {},
     ("POST", "/api/v1/webhooks/{id}/test"): lambda r: {},
     ("POST", "/api/v1/webhooks/{id}/deliveries/{did}/redeliver"): lambda r: {},
+    ("PUT", "/api/v1/evaluations/harnesses/{name}"): lambda r: {"url": "http://127.0.0.1:9/intruder"},
 }
+# Upserts keyed by a name that is unique per project: B writing A's name makes B's own resource.
+UPSERTS = {("PUT", "/api/v1/evaluations/harnesses/{name}")}
 # Creating routes that refer to A's resources in their body.
 CREATES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]] = {
     ("POST", "/api/v1/evaluations"): lambda r: {
@@ -84,6 +87,13 @@ class ProjectA:
             value = self._create("/api/v1/deployments", CREATES[("POST", "/api/v1/deployments")](self.values))
         elif kind == "webhooks":
             value = self._create("/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["*"]})
+        elif kind == "harnesses":
+            value = unique("h")
+            self.values["harness_url"] = f"http://127.0.0.1:9/{value}"
+            put = self.client.put(
+                f"/api/v1/evaluations/harnesses/{value}", json={"url": self.values["harness_url"]}
+            )
+            assert put.status_code in (200, 201), put.text
         elif kind == "deliveries":
             hook = self.get("webhooks")
             assert self.client.post(f"/api/v1/webhooks/{hook}/test", json={}).status_code == 202
@@ -147,6 +157,8 @@ def test_another_projects_resources_are_not_found(
                 body = make_body(owner.values) if make_body else ({} if method in ("POST", "PUT") else None)
                 status = intruder.request(method, url, json=body).status_code
                 allowed = {404} if method == "GET" or make_body else {400, 404}
+                if (method, template) in UPSERTS:
+                    allowed = {200, 201}
                 if status not in allowed:
                     failures.append(f"{method} {url} ({template}): {status}")
             elif (method, template) in CREATES:
@@ -183,3 +195,7 @@ def test_another_projects_resources_are_not_found(
     assert prompt["description"] == ""
     assert prompt["tags"] == {"staging": 1}
     assert prompt["archived"] is False
+    if "harnesses" in owner.values:
+        harnesses = api.get("/api/v1/evaluations/harnesses").json()["data"]
+        mine = next(h for h in harnesses if h["name"] == owner.values["harnesses"])
+        assert mine["url"] == owner.values["harness_url"]
