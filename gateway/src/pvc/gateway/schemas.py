@@ -22,7 +22,7 @@ class Body(BaseModel):
 
     Text anywhere in a body (also inside free-form metadata) must be storable: no NUL characters
     (PostgreSQL text and jsonb refuse them) and no lone UTF-16 surrogates (not encodable as UTF-8);
-    integers fit in 64 bits (what every JSON consumer, and our encoder, can represent).
+    numbers stay within ±2^63 (jsonb stores numbers exactly, and must be able to give them back).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True)
@@ -35,9 +35,11 @@ class Body(BaseModel):
 
 
 def _check_text(value: Any, where: str) -> None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not -(2**63) <= value < 2**64:
-            raise ValueError(f"{where}: integers must fit in 64 bits")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # PostgreSQL jsonb keeps numbers exact: 1e300 comes back as a 301-digit integer that no
+        # 64-bit JSON encoder can write again. Numbers stay within the 64-bit integer range.
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{where}: numbers must be between -2^63 and 2^63")
     elif isinstance(value, str):
         if "\x00" in value or not _encodable(value):
             raise ValueError(f"{where}: text must be valid UTF-8 without NUL characters")
