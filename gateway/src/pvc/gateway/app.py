@@ -27,13 +27,13 @@ from pvc.gateway.middleware import GatewayMiddleware
 from pvc.gateway.models import outbox
 from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
-from pvc.gateway.routes import evals, keys, promotions, prompts, system
+from pvc.gateway.routes import evals, keys, promotions, prompts, system, webhooks
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
 
 # Every router of the public API; each route declares its scope through `require(...)`.
-API_ROUTERS = (prompts.router, promotions.router, evals.router, keys.router)
+API_ROUTERS = (prompts.router, promotions.router, evals.router, keys.router, webhooks.router)
 
 
 class NatsLink:

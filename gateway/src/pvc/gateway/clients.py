@@ -12,7 +12,7 @@ from pvc.core.context import Caller
 from pvc.core.grpc_client import call_metadata, error_from_rpc, open_channel
 from pvc.gateway.identity import Principal
 from pvc.gateway.settings import GatewaySettings
-from pvc.v1 import evals_pb2_grpc, registry_pb2_grpc
+from pvc.v1 import evals_pb2_grpc, registry_pb2_grpc, webhooks_pb2_grpc
 
 Response = TypeVar("Response")
 
@@ -23,6 +23,7 @@ class Backends:
         self.channels = {name: open_channel(addr) for name, addr in settings.services.items()}
         self.registry = registry_pb2_grpc.RegistryServiceStub(self.channels["registry"])
         self.evals = evals_pb2_grpc.EvalsServiceStub(self.channels["evals"])
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channels["webhooks"])
 
     async def call(
         self, method: Callable[..., Awaitable[Response]], request: Any, *, principal: Principal

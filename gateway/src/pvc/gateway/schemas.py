@@ -325,3 +325,60 @@ class PromotionOut(Out):
     reason: str
     gate: GateOut | None
     at: str
+
+
+# -- webhooks ---------------------------------------------------------------------------------------------
+
+WEBHOOK_URL_MAX = 2048
+
+
+class CreateWebhook(Body):
+    url: str = Field(min_length=1, max_length=WEBHOOK_URL_MAX, examples=["https://ci.example.com/pvc-hook"])
+    events: list[str] = Field(min_length=1, max_length=50, examples=[["version.created", "tag.moved"]])
+    description: str = Field(default="", max_length=1000)
+
+
+class UpdateWebhook(Body):
+    url: str | None = Field(default=None, min_length=1, max_length=WEBHOOK_URL_MAX)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    active: bool | None = None
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class WebhookOut(Out):
+    id: str
+    project_id: str
+    url: str
+    events: list[str]
+    description: str
+    active: bool
+    disabled_reason: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookWithSecretOut(WebhookOut):
+    secret: str = Field(description="`whsec_...`: shown only on create and rotate")
+
+
+class AttemptOut(Out):
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(Out):
+    id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "failed", "dead"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+    created_at: str
+
+
+class DeliveryDetailOut(DeliveryOut):
+    attempt_history: list[AttemptOut] = Field(description="Every attempt, oldest first")

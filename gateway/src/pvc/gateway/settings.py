@@ -14,6 +14,7 @@ class GatewaySettings(CommonSettings):
     workers: int = 1
     registry_addr: str = "127.0.0.1:50051"
     evals_addr: str = "127.0.0.1:50052"
+    webhooks_addr: str = "127.0.0.1:50054"
     data_dir: Path = Path(".pvc")
     # The first admin key (project "default", scope admin); see DESIGN.md section 3.
     bootstrap_api_key: str | None = None
@@ -38,7 +39,7 @@ class GatewaySettings(CommonSettings):
     @property
     def services(self) -> dict[str, str]:
         """Every backing gRPC service by name; /ready checks each one."""
-        return {"registry": self.registry_addr, "evals": self.evals_addr}
+        return {"registry": self.registry_addr, "evals": self.evals_addr, "webhooks": self.webhooks_addr}
 
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:

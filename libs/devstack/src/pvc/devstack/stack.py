@@ -26,7 +26,7 @@ from pvc.devstack.processes import ProcessSpec, Supervisor, describe_exit
 log = logging.getLogger("pvc.devstack")
 
 # gRPC services, started in this order after the migrations. Each is run as `python -m pvc.<name>`.
-SERVICES = ["registry", "evals"]
+SERVICES = ["registry", "evals", "webhooks"]
 GATEWAY = "gateway"
 
 
@@ -69,6 +69,7 @@ class Stack:
             self._data_dir / "internal.token", credentials.new_token
         )
         self._pepper = credentials.read_or_create(self._data_dir / "pepper", credentials.new_token)
+        self._webhook_key = credentials.read_or_create(self._data_dir / "webhook.key", credentials.new_token)
 
         self._supervisor = Supervisor(log_dir=self._data_dir / "logs", foreground=foreground)
         self._postgres: EmbeddedPostgres | None = None
@@ -293,6 +294,7 @@ class Stack:
                 "PVC_PUBLIC_URL": self.base_url,
                 "PVC_INTERNAL_TOKEN": self._internal_token,
                 "PVC_API_KEY_PEPPER": self._pepper,
+                "PVC_WEBHOOK_ENCRYPTION_KEY": self._webhook_key,
                 "PVC_LOG_LEVEL": os.environ.get("PVC_LOG_LEVEL", "info"),
                 "PYTHONUNBUFFERED": "1",
             }

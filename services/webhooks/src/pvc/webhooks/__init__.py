@@ -1,0 +1,1 @@
+"""Webhooks service: subscriptions, the event consumer and the signed-delivery worker."""

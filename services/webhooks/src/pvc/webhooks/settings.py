@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from pvc.core.settings import ServiceSettings
+
+DEV_ENCRYPTION_KEY = "dev-webhook-key-not-secret"
+
+
+class WebhookSettings(ServiceSettings):
+    # Server key that encrypts subscription secrets at rest (any high-entropy string; SHA-256 derives
+    # the AES-256 key). Changing it makes every stored secret unreadable.
+    webhook_encryption_key: str = DEV_ENCRYPTION_KEY
+    # Let subscriptions target loopback/private/reserved addresses (dev stack and tests only).
+    webhook_allow_private: bool = False
+    # Durable JetStream consumer name; empty = derived from the database name, so stacks sharing one
+    # NATS server never take each other's events.
+    webhook_consumer: str = ""
+    # Deliveries sent at once by one process.
+    webhook_concurrency: int = 16
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSettings:
+        if self.env == "prod" and self.webhook_encryption_key == DEV_ENCRYPTION_KEY:
+            raise ValueError("PVC_WEBHOOK_ENCRYPTION_KEY must be set to a real secret when PVC_ENV=prod")
+        return self
