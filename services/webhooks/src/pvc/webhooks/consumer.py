@@ -104,18 +104,19 @@ class EventConsumer:
             while True:
                 try:
                     msgs = await subscription.fetch(BATCH, timeout=1)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("fetch failed (%s); retrying", exc)
+                    log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
                     await asyncio.sleep(0.5)
                     continue
                 await self.handle(msgs)
         finally:
+            # Not drain(): it would wait for the pending pull request to expire. Acks are already sent.
             with suppress(Exception):
-                await nc.drain()
+                await asyncio.wait_for(nc.close(), 2)
 
     async def handle(self, msgs: list[Msg]) -> None:
         events: list[IncomingEvent] = []
