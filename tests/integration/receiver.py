@@ -34,6 +34,12 @@ class Received:
         )
 
 
+class _Server(ThreadingHTTPServer):
+    # Workers send many deliveries at once; the default backlog of 5 would refuse some.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 # path -> answers to give in order (status, extra headers); after the list runs out, 200.
 Script = dict[str, list[tuple[int, dict[str, str]]]]
 
@@ -64,7 +70,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()

@@ -44,8 +44,8 @@ def refusal(ip: IPAddress) -> str | None:
         (ip.is_link_local, "link-local"),
         (ip.is_multicast, "multicast"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT, "carrier-grade NAT (100.64.0.0/10)"),
-        (ip.is_private, "private"),
         (ip.is_reserved, "reserved"),
+        (ip.is_private, "private"),
         (not ip.is_global, "not globally routable"),
     )
     return next((reason for refused, reason in checks if refused), None)
