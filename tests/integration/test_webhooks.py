@@ -399,3 +399,28 @@ def test_no_event_is_lost_while_the_webhooks_service_is_down(
     assert numbers == list(range(1, 12)), numbers
     assert len({r.headers["webhook-id"] for r in got}) == 11
     assert all(r.verifies(str(created["secret"])) for r in got)
+
+
+def test_a_nats_outage_delays_events_but_loses_none(
+    stack: Stack, api: httpx.Client, receiver: Receiver
+) -> None:
+    if "nats" not in stack.process_names():
+        pytest.skip(
+            "PVC_TEST_NATS_URL points at an external NATS server, which this test must not stop; "
+            "test_outbox_relay.py covers the outbox with its own NATS"
+        )
+    created = subscribe(api, receiver.url("/nats-outage"), ["prompt.created"])
+    names = [unique() for _ in range(3)]
+    stack.stop_process("nats")
+    try:
+        for name in names:
+            assert api.post("/api/v1/prompts", json={"name": name}).status_code == 201
+        with psycopg.connect(stack.database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM registry.outbox WHERE published_at IS NULL").fetchone()
+        assert row is not None
+        assert row[0] >= 3
+    finally:
+        stack.start_process("nats")
+    got = receiver.wait("/nats-outage", count=3, timeout=45)
+    assert sorted(r.json["data"]["name"] for r in got) == sorted(names)  # type: ignore[index]
+    assert all(r.verifies(str(created["secret"])) for r in got)

@@ -61,10 +61,19 @@ def test_classify() -> None:
     assert classify(outcome(410), retry_step=0, now=NOW, rand=half) == ("dead", None)
     assert classify(outcome(302), retry_step=0, now=NOW, rand=half) == ("failed", NOW + timedelta(seconds=5))
     assert classify(outcome(None), retry_step=1, now=NOW, rand=half) == ("failed", NOW + timedelta(minutes=5))
-    assert classify(outcome(429, "60"), retry_step=0, now=NOW, rand=half) == ("failed", NOW + timedelta(seconds=60))
-    assert classify(outcome(503, "7"), retry_step=2, now=NOW, rand=half) == ("failed", NOW + timedelta(seconds=7))
+    assert classify(outcome(429, "60"), retry_step=0, now=NOW, rand=half) == (
+        "failed",
+        NOW + timedelta(seconds=60),
+    )
+    assert classify(outcome(503, "7"), retry_step=2, now=NOW, rand=half) == (
+        "failed",
+        NOW + timedelta(seconds=7),
+    )
     # Retry-After is honoured only for 429 and 503.
-    assert classify(outcome(500, "7"), retry_step=0, now=NOW, rand=half) == ("failed", NOW + timedelta(seconds=5))
+    assert classify(outcome(500, "7"), retry_step=0, now=NOW, rand=half) == (
+        "failed",
+        NOW + timedelta(seconds=5),
+    )
     assert classify(outcome(500), retry_step=7, now=NOW, rand=half) == ("dead", None)
     assert classify(outcome(429, "1"), retry_step=7, now=NOW, rand=half) == ("dead", None)
 
@@ -78,13 +87,19 @@ def test_secret_format() -> None:
 def test_signature_is_standard_webhooks() -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     body = b'{"test": 2432232314}'
-    header = signature_header(secrets=[secret], msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330, body=body)
+    header = signature_header(
+        secrets=[secret], msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330, body=body
+    )
     # The reference vector of the Standard Webhooks specification.
     assert header == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     signed = b"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330." + body
-    expected = base64.b64encode(hmac.new(base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), signed, hashlib.sha256).digest())
+    expected = base64.b64encode(
+        hmac.new(base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), signed, hashlib.sha256).digest()
+    )
     assert header == "v1," + expected.decode()
-    assert verify(secret=secret, msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330, body=body, header=header)
+    assert verify(
+        secret=secret, msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp=1614265330, body=body, header=header
+    )
     assert not verify(secret=secret, msg_id="msg_other", timestamp=1614265330, body=body, header=header)
 
 

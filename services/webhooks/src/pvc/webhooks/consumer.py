@@ -28,6 +28,9 @@ log = logging.getLogger("pvc.webhooks.consumer")
 
 BATCH = 100
 ACK_WAIT_SECONDS = 30
+# A fetch of many messages waits until it has them all or this passes, so it is kept short: events
+# arriving one by one are each handled at once (see `run`).
+BUSY_FETCH_SECONDS = 0.05
 # Which NATS headers travel on to the delivery's trace.
 TRACE_HEADERS = ("traceparent", "tracestate", "x-request-id")
 
@@ -102,21 +105,31 @@ class EventConsumer:
                     await asyncio.sleep(1)
             log.info("consuming %s as %s", STREAM, self.durable)
             while True:
-                try:
-                    msgs = await subscription.fetch(BATCH, timeout=1)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                await self.handle(msgs)
+                # Idle: wait for one event (returns as soon as it arrives). Busy: take what is there.
+                msgs = await self._fetch(subscription, 1, wait_seconds=5)
+                while msgs:
+                    await self.handle(msgs)
+                    msgs = await self._fetch(subscription, BATCH, wait_seconds=BUSY_FETCH_SECONDS)
         finally:
             # Not drain(): it would wait for the pending pull request to expire. Acks are already sent.
             with suppress(Exception):
                 await asyncio.wait_for(nc.close(), 2)
+
+    @staticmethod
+    async def _fetch(
+        subscription: JetStreamContext.PullSubscription, batch: int, *, wait_seconds: float
+    ) -> list[Msg]:
+        """Up to `batch` messages; [] on timeout or a passing connection error (logged)."""
+        try:
+            return await subscription.fetch(batch, timeout=wait_seconds)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(0.5)
+            return []
 
     async def handle(self, msgs: list[Msg]) -> None:
         events: list[IncomingEvent] = []

@@ -107,25 +107,49 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
+        """Keep up to `concurrency` attempts in flight; claim more as slots free up or rows fall due."""
         listener = asyncio.create_task(self._listen()) if self.database_url else None
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                try:
-                    while await self.run_once():
-                        pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("delivery round failed; retrying")
-                    await asyncio.sleep(POLL_SECONDS)
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                # Cleared before claiming: a NOTIFY that arrives meanwhile still ends the wait below.
                 self._wake.clear()
+                free = self.concurrency - len(in_flight)
+                claimed: list[Claimed] = []
+                if free > 0:
+                    try:
+                        claimed = await self.claim(limit=free)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("claiming deliveries failed; retrying")
+                for item in claimed:
+                    task = asyncio.create_task(self.attempt(item))
+                    in_flight.add(task)
+                    task.add_done_callback(self._finished(in_flight))
+                # Claim again on a NOTIFY, a freed slot, or the poll (rows falling due).
+                waker = asyncio.create_task(self._wake.wait())
+                await asyncio.wait(
+                    {waker, *in_flight}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                waker.cancel()
         finally:
+            for task in in_flight:
+                task.cancel()
             if listener:
                 listener.cancel()
                 with suppress(asyncio.CancelledError):
                     await listener
+
+    @staticmethod
+    def _finished(in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                # The row keeps its lease and is attempted again when the lease runs out.
+                log.error("delivery attempt failed unexpectedly", exc_info=task.exception())
+
+        return done
 
     async def run_once(self) -> int:
         """Claim what is due now and attempt each once; returns how many were attempted."""

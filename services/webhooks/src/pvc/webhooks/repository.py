@@ -46,20 +46,18 @@ async def list_subscriptions(
     return list((await session.exec(query)).all())
 
 
-async def matching_subscriptions(
-    session: AsyncSession, *, project_id: uuid.UUID, event_type: str
-) -> list[uuid.UUID]:
+async def active_subscriptions(
+    session: AsyncSession, *, project_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, list[str]]]:
+    """(id, project_id, events) of every active subscription of these projects."""
+    if not project_ids:
+        return []
     rows = await session.execute(
-        sa.select(col(Subscription.id)).where(
-            col(Subscription.project_id) == project_id,
-            col(Subscription.active).is_(True),
-            sa.or_(
-                sa.literal(event_type) == sa.any_(col(Subscription.events)),
-                sa.literal("*") == sa.any_(col(Subscription.events)),
-            ),
+        sa.select(col(Subscription.id), col(Subscription.project_id), col(Subscription.events)).where(
+            col(Subscription.project_id).in_(set(project_ids)), col(Subscription.active).is_(True)
         )
     )
-    return [row[0] for row in rows]
+    return [(row[0], row[1], list(row[2])) for row in rows]
 
 
 async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:

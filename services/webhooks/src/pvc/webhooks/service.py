@@ -135,11 +135,15 @@ def fan_out_rows(
 
 async def fan_out(session: AsyncSession, events: Sequence[IncomingEvent], *, now: datetime) -> int:
     """One pending delivery per (event, matching subscription); an event seen again adds nothing."""
+    # One query for the whole batch: most events belong to projects with no subscription at all.
+    subscriptions = await repo.active_subscriptions(session, project_ids=[e.project_id for e in events])
     rows: list[dict[str, Any]] = []
     for event in events:
-        matching = await repo.matching_subscriptions(
-            session, project_id=event.project_id, event_type=event.type
-        )
+        matching = [
+            sid
+            for sid, project_id, types in subscriptions
+            if project_id == event.project_id and (WILDCARD in types or event.type in types)
+        ]
         rows += fan_out_rows(event, matching, now=now)
     return await repo.insert_deliveries(session, rows)
 
