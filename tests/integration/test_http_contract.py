@@ -27,6 +27,7 @@ def test_health_and_ready(anon: httpx.Client) -> None:
         "nats": "ok",
         "registry": "ok",
         "evals": "ok",
+        "webhooks": "ok",
     }
 
 

@@ -41,6 +41,7 @@ LEASE = timedelta(seconds=60)
 POLL_SECONDS = 1.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "pvc-webhooks/1.0"
+MAX_CLIENTS = 256
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class DeliveryWorker:
         self.timeout = timeout
         self._ssl = ssl.create_default_context()
         self._wake = asyncio.Event()
+        self._clients: dict[str, httpx.AsyncClient] = {}
 
     async def run(self) -> None:
         """Keep up to `concurrency` attempts in flight; claim more as slots free up or rows fall due."""
@@ -136,6 +138,8 @@ class DeliveryWorker:
         finally:
             for task in in_flight:
                 task.cancel()
+            with suppress(Exception):
+                await self.close()
             if listener:
                 listener.cancel()
                 with suppress(asyncio.CancelledError):
@@ -262,18 +266,39 @@ class DeliveryWorker:
             error += " (redirects are not followed)"
         return Outcome(code, error, response.headers.get("retry-after"), elapsed())
 
+    def _client(self, target: Target) -> httpx.AsyncClient:
+        """A pooled client per TLS name (one for all plain-HTTP targets).
+
+        Connections are pooled by the checked address, so a plain-HTTP connection serves any host name on
+        it; a TLS connection is tied to the name it was opened for (SNI and certificate), hence one client
+        per name.
+        """
+        key = target.host if target.scheme == "https" else ""
+        client = self._clients.pop(key, None)
+        if client is None:
+            client = httpx.AsyncClient(
+                verify=self._ssl, follow_redirects=False, trust_env=False, timeout=self.timeout
+            )
+            if len(self._clients) >= MAX_CLIENTS:
+                oldest = next(iter(self._clients))
+                asyncio.get_running_loop().create_task(self._clients.pop(oldest).aclose())
+        self._clients[key] = client  # most recently used last
+        return client
+
     async def _post(self, target: Target, *, headers: dict[str, str], body: bytes) -> httpx.Response:
-        # A client per request: connections are pinned to one checked address and, for TLS, one name.
-        async with httpx.AsyncClient(
-            verify=self._ssl, follow_redirects=False, trust_env=False, timeout=self.timeout
-        ) as client:
-            request = client.build_request("POST", target.pinned_url, headers=headers, content=body)
-            if target.scheme == "https":
-                request.extensions["sni_hostname"] = target.host
-            # Read at most a little of the answer; the body is not used.
-            response = await client.send(request, stream=True)
-            await response.aclose()
-            return response
+        client = self._client(target)
+        request = client.build_request("POST", target.pinned_url, headers=headers, content=body)
+        if target.scheme == "https":
+            request.extensions["sni_hostname"] = target.host
+        # The answer's body is not used: close without reading it.
+        response = await client.send(request, stream=True)
+        await response.aclose()
+        return response
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
     async def record(self, claimed: Claimed, outcome: Outcome, *, at: datetime) -> None:
         d, s = Delivery.__table__, Subscription.__table__  # type: ignore[attr-defined]
