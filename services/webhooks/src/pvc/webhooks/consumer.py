@@ -22,6 +22,7 @@ from nats.js.errors import BadRequestError
 
 from pvc.core.db import Database
 from pvc.core.events import STREAM, SUBJECT_PREFIX, connect, ensure_stream
+from pvc.webhooks.metrics import DELIVERIES_QUEUED, EVENTS_CONSUMED
 from pvc.webhooks.service import Clock, IncomingEvent, fan_out, utcnow
 
 log = logging.getLogger("pvc.webhooks.consumer")
@@ -144,7 +145,7 @@ class EventConsumer:
             return
         try:
             async with self.db.transaction() as session:
-                await fan_out(session, events, now=self.clock())
+                queued = await fan_out(session, events, now=self.clock())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -156,3 +157,5 @@ class EventConsumer:
         for msg in msgs:
             if parse(msg) is not None:
                 await msg.ack()
+        EVENTS_CONSUMED.inc(len(events))
+        DELIVERIES_QUEUED.inc(queued)

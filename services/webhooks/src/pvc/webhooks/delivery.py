@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 
 from pvc.core.db import Database, libpq_url
 from pvc.core.errors import ValidationFailed
+from pvc.webhooks.metrics import ATTEMPT_SECONDS, ATTEMPTS
 from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.repository import DELIVERY_CHANNEL
 from pvc.webhooks.schedule import next_delay, parse_retry_after
@@ -324,6 +325,8 @@ class DeliveryWorker:
             ).first()
             if updated is None:
                 return
+            ATTEMPTS.labels(status).inc()
+            ATTEMPT_SECONDS.observe(outcome.duration_ms / 1000)
             session.add(
                 Attempt(
                     delivery_id=claimed.delivery_id,
