@@ -305,6 +305,9 @@ class Stack:
         if name in self._grpc_ports:
             env["PVC_GRPC_ADDR"] = self.service_addr(name)
             env["PVC_METRICS_PORT"] = str(self._metrics_ports[name])
+        if self._fresh_database:
+            # The database is dropped at stop; its webhooks consumer on a shared NATS should go too.
+            env["PVC_WEBHOOK_CONSUMER_INACTIVE_SECONDS"] = "600"
         if name == GATEWAY:
             env["PVC_GATEWAY_ADDR"] = self.service_addr(GATEWAY)
             env["PVC_BOOTSTRAP_API_KEY"] = self._admin_key

@@ -67,6 +67,7 @@ class EventConsumer:
         durable: str,
         clock: Clock = utcnow,
         started_at: datetime | None = None,
+        inactive_seconds: float = 0,
     ) -> None:
         self.db = db
         self.nats_url = nats_url
@@ -74,6 +75,7 @@ class EventConsumer:
         self.clock = clock
         # A consumer created for the first time starts here: no subscription can predate this process.
         self.started_at = started_at or datetime.now(UTC)
+        self.inactive_seconds = inactive_seconds
 
     async def subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         await ensure_stream(js)
@@ -83,6 +85,7 @@ class EventConsumer:
             max_deliver=-1,
             deliver_policy=DeliverPolicy.BY_START_TIME,
             opt_start_time=self.started_at,
+            inactive_threshold=self.inactive_seconds or None,
         )
         while True:
             try:

@@ -182,6 +182,7 @@ def _background(settings: ServiceSettings, db: Database) -> list[Coroutine[Any, 
         db=db,
         nats_url=s.nats_url,
         durable=durable_name(configured=s.webhook_consumer, database_url=s.database_url),
+        inactive_seconds=s.webhook_consumer_inactive_seconds,
     )
     worker = DeliveryWorker(
         db=db,

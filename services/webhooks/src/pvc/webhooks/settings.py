@@ -16,6 +16,9 @@ class WebhookSettings(ServiceSettings):
     # Durable JetStream consumer name; empty = derived from the database name, so stacks sharing one
     # NATS server never take each other's events.
     webhook_consumer: str = ""
+    # Seconds after which NATS deletes the durable consumer once nobody pulls from it; 0 = never (production:
+    # a long outage must resume where it stopped). Throwaway test stacks set it so they leave nothing behind.
+    webhook_consumer_inactive_seconds: float = 0
     # Deliveries sent at once by one process.
     webhook_concurrency: int = 16
 
