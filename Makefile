@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv comes from PyPI into a private tool dir when the machine has none.
 UV_HOME := $(CURDIR)/.venv-tools
 UV := $(shell command -v uv 2>/dev/null || echo $(UV_HOME)/bin/uv)
-PY_SRC := libs/core/src libs/devstack/src services/registry/src services/evals/src services/webhooks/src gateway/src
+PY_SRC := libs/core/src libs/devstack/src services/registry/src services/evals/src services/webhooks/src services/deployments/src gateway/src
 PROTO_OUT := libs/protos/src
 PROTOS := $(wildcard protos/pvc/v1/*.proto)
 

@@ -26,7 +26,7 @@ from pvc.devstack.processes import ProcessSpec, Supervisor, describe_exit
 log = logging.getLogger("pvc.devstack")
 
 # gRPC services, started in this order after the migrations. Each is run as `python -m pvc.<name>`.
-SERVICES = ["registry", "evals", "webhooks"]
+SERVICES = ["registry", "evals", "webhooks", "deployments"]
 GATEWAY = "gateway"
 
 

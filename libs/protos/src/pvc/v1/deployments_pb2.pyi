@@ -343,19 +343,22 @@ class GetResultsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    to: _builtins.str
+    start: _builtins.str
+    """RFC 3339; empty means unbounded."""
+    end: _builtins.str
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
-        to: _builtins.str = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "id", b"id", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "id", b"id", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,17 +388,17 @@ Global___GetResultsResponse: _TypeAlias = GetResultsResponse  # noqa: Y015
 class IngestMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    POINTS_JSON_FIELD_NUMBER: _builtins.int
-    points_json: _builtins.str
-    """JSON array of metric points, exactly as the REST body's `metrics`."""
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    body_json: _builtins.str
+    """The REST body `{"metrics": [...]}` as the client sent it; validated again here."""
     def __init__(
         self,
         *,
-        points_json: _builtins.str = ...,
+        body_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["points_json", b"points_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -478,25 +481,27 @@ class VersionMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_ID_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     version_id: _builtins.str
-    to: _builtins.str
+    start: _builtins.str
+    end: _builtins.str
     type: _builtins.str
     name: _builtins.str
     def __init__(
         self,
         *,
         version_id: _builtins.str = ...,
-        to: _builtins.str = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
         type: _builtins.str = ...,
         name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "name", b"name", "to", b"to", "type", b"type", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "name", b"name", "start", b"start", "type", b"type", "version_id", b"version_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -527,19 +532,21 @@ class PromptMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMPT_ID_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     prompt_id: _builtins.str
-    to: _builtins.str
+    start: _builtins.str
+    end: _builtins.str
     def __init__(
         self,
         *,
         prompt_id: _builtins.str = ...,
-        to: _builtins.str = ...,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "prompt_id", b"prompt_id", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "prompt_id", b"prompt_id", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

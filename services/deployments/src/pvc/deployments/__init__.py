@@ -1,0 +1,1 @@
+"""The deployments service: weighted sticky A/B deployments, metric points, aggregates, guardrails."""
