@@ -27,13 +27,23 @@ from pvc.gateway.middleware import GatewayMiddleware
 from pvc.gateway.models import outbox
 from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
-from pvc.gateway.routes import evals, keys, promotions, prompts, system, webhooks
+from pvc.gateway.routes import deployments, evals, keys, promotions, prompts, system, webhooks
+from pvc.gateway.serving import ResolveCache, start_listener
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
 
 # Every router of the public API; each route declares its scope through `require(...)`.
-API_ROUTERS = (prompts.router, promotions.router, evals.router, keys.router, webhooks.router)
+API_ROUTERS = (
+    prompts.router,
+    promotions.router,
+    evals.router,
+    keys.router,
+    webhooks.router,
+    deployments.serving_router,
+    deployments.router,
+    deployments.metrics_router,
+)
 
 
 class NatsLink:
@@ -102,6 +112,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             asyncio.create_task(app.state.keys.follow_events(app.state.nats)),
             asyncio.create_task(app.state.keys.run_last_used_writer()),
         ]
+        app.state.resolve_cache = ResolveCache(
+            backends=app.state.backends,
+            ttl=settings.resolve_cache_seconds,
+            stale=settings.resolve_stale_seconds,
+            deadline=settings.resolve_deadline_seconds,
+        )
+        cache_listener = start_listener(lambda: app.state.nats.client, app.state.resolve_cache)
         relay = OutboxRelay(
             db=db,
             table=outbox,
@@ -118,9 +135,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await task
             await app.state.audit.close()
-            relay_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await relay_task
+            for task in (relay_task, cache_listener):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await app.state.nats.close()
             await app.state.backends.close()
             await db.dispose()

@@ -12,7 +12,7 @@ from pvc.core.context import Caller
 from pvc.core.grpc_client import call_metadata, error_from_rpc, open_channel
 from pvc.gateway.identity import Principal
 from pvc.gateway.settings import GatewaySettings
-from pvc.v1 import evals_pb2_grpc, registry_pb2_grpc, webhooks_pb2_grpc
+from pvc.v1 import deployments_pb2_grpc, evals_pb2_grpc, registry_pb2_grpc, webhooks_pb2_grpc
 
 Response = TypeVar("Response")
 
@@ -24,9 +24,15 @@ class Backends:
         self.registry = registry_pb2_grpc.RegistryServiceStub(self.channels["registry"])
         self.evals = evals_pb2_grpc.EvalsServiceStub(self.channels["evals"])
         self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channels["webhooks"])
+        self.deployments = deployments_pb2_grpc.DeploymentsServiceStub(self.channels["deployments"])
 
     async def call(
-        self, method: Callable[..., Awaitable[Response]], request: Any, *, principal: Principal
+        self,
+        method: Callable[..., Awaitable[Response]],
+        request: Any,
+        *,
+        principal: Principal,
+        deadline: float | None = None,
     ) -> Response:
         caller = Caller(
             project_id=principal.project_id, actor_id=str(principal.key_id), actor_name=principal.name
@@ -35,7 +41,7 @@ class Backends:
             return await method(
                 request,
                 metadata=call_metadata(caller=caller, internal_token=self.settings.internal_token),
-                timeout=self.settings.grpc_deadline_seconds,
+                timeout=deadline or self.settings.grpc_deadline_seconds,
             )
         except grpc.aio.AioRpcError as error:
             raise error_from_rpc(error) from None

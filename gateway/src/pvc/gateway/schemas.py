@@ -382,3 +382,155 @@ class DeliveryOut(Out):
 
 class DeliveryDetailOut(DeliveryOut):
     attempt_history: list[AttemptOut] = Field(description="Every attempt, oldest first")
+
+
+# -- deployments and metrics ------------------------------------------------------------------------------
+
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+TAG_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+
+
+class VariantIn(Body):
+    version_id: str = Field(pattern=UUID_PATTERN)
+    # Not bounded here: a weight < 0 or a total other than 100 is 400 INVALID_WEIGHTS from the service.
+    weight: float = Field(allow_inf_nan=False)
+    is_control: bool = False
+
+
+class GuardrailIn(Body):
+    metric: str = Field(pattern=METRIC_NAME_PATTERN, examples=["latency_ms"])
+    stat: Literal["mean", "p95"] = "mean"
+    max: float | None = Field(default=None, allow_inf_nan=False)
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    min_samples: int = Field(default=30, ge=1, le=10**9)
+
+
+class CreateDeployment(Body):
+    prompt_id: str = Field(pattern=UUID_PATTERN)
+    name: str = Field(min_length=1, max_length=100)
+    variants: list[VariantIn] = Field(min_length=1, max_length=20)
+    status: Literal["active", "paused"] = "active"
+    guardrails: list[GuardrailIn] = Field(default_factory=list, max_length=20)
+
+
+class UpdateDeployment(Body):
+    status: Literal["active", "paused"] | None = None
+    variants: list[VariantIn] | None = Field(default=None, min_length=1, max_length=20)
+    guardrails: list[GuardrailIn] | None = Field(default=None, max_length=20)
+
+
+class VariantOut(Out):
+    version_id: str
+    version_number: int
+    weight: float
+    is_control: bool
+
+
+class DeploymentOut(Out):
+    id: str
+    project_id: str
+    prompt_id: str
+    name: str
+    status: Literal["active", "paused", "archived"]
+    variants: list[VariantOut]
+    guardrails: list[dict[str, Any]]
+    seed: str = Field(description="Salt of the sticky bucketing hash; see docs/deployments.md")
+    paused_reason: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class DeploymentResolveOut(Out):
+    deployment_id: str
+    version_id: str
+    version_number: int
+    session_id: str | None
+    sticky: bool
+
+
+class ServedVersion(Out):
+    id: str
+    number: int
+    template: str
+    variables: list[Any]
+    config: dict[str, Any]
+
+
+class PromptResolveOut(Out):
+    version: ServedVersion
+    deployment_id: str | None
+    source: Literal["deployment", "tag"]
+
+
+class MetricPointIn(Body):
+    version_id: str = Field(pattern=UUID_PATTERN)
+    type: Literal["cost", "latency", "quality", "custom"]
+    name: str = Field(pattern=METRIC_NAME_PATTERN)
+    value: float = Field(allow_inf_nan=False)
+    unit: str | None = Field(default=None, max_length=32)
+    timestamp: str | None = Field(default=None, max_length=64, description="RFC 3339; default: now")
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    deployment_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    dimensions: dict[str, str | int | float | bool] | None = Field(default=None, max_length=32)
+
+
+class MetricsIngest(Body):
+    metrics: list[MetricPointIn] = Field(min_length=1, max_length=10_000)
+
+
+class Ingested(Out):
+    ingested: int
+
+
+class MetricAggregateOut(Out):
+    name: str
+    type: str
+    unit: str
+    count: int
+    sum: float
+    mean: float
+    min: float
+    max: float
+    p50: float
+    p95: float
+    p99: float
+    stddev: float
+
+
+class VersionMetricsOut(Out):
+    version_id: str
+    version_number: int
+    metrics: list[MetricAggregateOut]
+
+
+class Comparison(Out):
+    samples: dict[str, int]
+    delta: float
+    relative_delta: float | None
+    ci95: list[float] | None = Field(description="95% CI of the difference of means (Welch)")
+    p_value: float | None = Field(description="Two-sided p-value of Welch's t-test")
+    t: float | None
+    df: float | None
+
+
+class VariantMetricOut(MetricAggregateOut):
+    vs_control: Comparison | None = None
+
+
+class VariantResultOut(Out):
+    version_id: str
+    version_number: int | None
+    weight: float
+    is_control: bool
+    samples: int
+    metrics: dict[str, VariantMetricOut]
+
+
+class ResultsOut(Out):
+    deployment_id: str
+    status: str
+    paused_reason: dict[str, Any] | None
+    window: dict[str, str | None]
+    method: Literal["welch-t"]
+    control: str | None
+    variants: list[VariantResultOut]

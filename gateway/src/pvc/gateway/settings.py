@@ -15,6 +15,7 @@ class GatewaySettings(CommonSettings):
     registry_addr: str = "127.0.0.1:50051"
     evals_addr: str = "127.0.0.1:50052"
     webhooks_addr: str = "127.0.0.1:50054"
+    deployments_addr: str = "127.0.0.1:50053"
     data_dir: Path = Path(".pvc")
     # The first admin key (project "default", scope admin); see DESIGN.md section 3.
     bootstrap_api_key: str | None = None
@@ -35,11 +36,22 @@ class GatewaySettings(CommonSettings):
     trusted_proxies: str = "127.0.0.1/32,::1/128"
     # Audit rows are written in batches by a background task, flushed at shutdown.
     audit_flush_seconds: float = 0.05
+    # Prompt resolve answers cached on this replica; events evict them sooner (docs/deployments.md).
+    resolve_cache_seconds: float = 5.0
+    # How long an expired answer may still be served while the services behind it are unreachable.
+    resolve_stale_seconds: float = 300.0
+    # Deadline of the gRPC calls that fill the resolve cache: a cold miss fails fast.
+    resolve_deadline_seconds: float = 1.0
 
     @property
     def services(self) -> dict[str, str]:
         """Every backing gRPC service by name; /ready checks each one."""
-        return {"registry": self.registry_addr, "evals": self.evals_addr, "webhooks": self.webhooks_addr}
+        return {
+            "registry": self.registry_addr,
+            "evals": self.evals_addr,
+            "webhooks": self.webhooks_addr,
+            "deployments": self.deployments_addr,
+        }
 
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:
