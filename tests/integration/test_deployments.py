@@ -67,7 +67,10 @@ def test_create_get_list_and_event_shape(api: httpx.Client) -> None:
     listed = api.get("/api/v1/deployments", params={"promptId": prompt_id}).json()
     assert [d["id"] for d in listed["data"]] == [created["id"]]
     assert listed["meta"] == {"limit": 20, "nextCursor": None}
-    assert api.get("/api/v1/deployments", params={"promptId": prompt_id, "status": "paused"}).json()["data"] == []
+    assert (
+        api.get("/api/v1/deployments", params={"promptId": prompt_id, "status": "paused"}).json()["data"]
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +104,10 @@ def test_deployment_rules(api: httpx.Client, client_for: ClientFactory) -> None:
     ]
     error = assert_error(api.post("/api/v1/deployments", json=body(two_controls)), 400, "VALIDATION_ERROR")
     assert "control" in error["message"]
-    foreign_prompt = [{"versionId": v1["id"], "weight": 50}, {"versionId": other_versions[0]["id"], "weight": 50}]
+    foreign_prompt = [
+        {"versionId": v1["id"], "weight": 50},
+        {"versionId": other_versions[0]["id"], "weight": 50},
+    ]
     error = assert_error(api.post("/api/v1/deployments", json=body(foreign_prompt)), 400, "VALIDATION_ERROR")
     assert "variants[1].versionId" in error["details"]["fields"]
     unknown = [{"versionId": "00000000-0000-4000-8000-000000000000", "weight": 100}]
@@ -115,25 +121,42 @@ def test_deployment_rules(api: httpx.Client, client_for: ClientFactory) -> None:
         (body([{"versionId": v1["id"], "weight": 100}], colour="red"), "colour"),
         (body([]), "variants"),
         (body([{"versionId": v1["id"], "weight": 100}], status="archived"), "status"),
-        (body([{"versionId": v1["id"], "weight": 100}], guardrails=[{"metric": "x", "stat": "p42"}]), "guardrails.0.stat"),
+        (
+            body([{"versionId": v1["id"], "weight": 100}], guardrails=[{"metric": "x", "stat": "p42"}]),
+            "guardrails.0.stat",
+        ),
         ({**body([{"versionId": v1["id"], "weight": 100}]), "promptId": "nope"}, "promptId"),
     ]:
         error = assert_error(api.post("/api/v1/deployments", json=bad), 400, "VALIDATION_ERROR")
         assert field in error["details"]["fields"], (field, error)
     # One active deployment per prompt; a paused one may sit beside it.
     first = deploy(api, prompt_id, versions, [50, 50])
-    assert_error(api.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])), 409, "CONFLICT")
-    paused = api.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}], status="paused"))
+    assert_error(
+        api.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])), 409, "CONFLICT"
+    )
+    paused = api.post(
+        "/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}], status="paused")
+    )
     assert paused.status_code == 201, paused.text
-    assert_error(api.put(f"/api/v1/deployments/{paused.json()['id']}", json={"status": "active"}), 409, "CONFLICT")
+    assert_error(
+        api.put(f"/api/v1/deployments/{paused.json()['id']}", json={"status": "active"}), 409, "CONFLICT"
+    )
     # Scopes and projects.
     reader = client_for(scopes=["read"])
-    assert_error(reader.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])), 403, "FORBIDDEN")
+    assert_error(
+        reader.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])),
+        403,
+        "FORBIDDEN",
+    )
     assert reader.get(f"/api/v1/deployments/{first['id']}").status_code == 200
     stranger = client_for(scopes=["admin"], project=unique("proj"))
     assert_error(stranger.get(f"/api/v1/deployments/{first['id']}"), 404, "NOT_FOUND")
     assert_error(stranger.get(f"/api/v1/deployments/{first['id']}/resolve"), 404, "NOT_FOUND")
-    assert_error(stranger.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])), 404, "NOT_FOUND")
+    assert_error(
+        stranger.post("/api/v1/deployments", json=body([{"versionId": v1["id"], "weight": 100}])),
+        404,
+        "NOT_FOUND",
+    )
     assert_error(api.get("/api/v1/deployments/not-a-uuid"), 404, "NOT_FOUND")
     assert other_prompt
 
@@ -145,7 +168,9 @@ def test_resolve_is_sticky_and_follows_the_published_rule(api: httpx.Client, wei
     counts: Counter[int] = Counter()
     for i in range(150):
         session = f"user-{i}"
-        answer = api.get(f"/api/v1/deployments/{deployment['id']}/resolve", params={"sessionId": session}).json()
+        answer = api.get(
+            f"/api/v1/deployments/{deployment['id']}/resolve", params={"sessionId": session}
+        ).json()
         index = expected_variant(deployment["seed"], session, weights)
         assert answer == {
             "deploymentId": deployment["id"],
@@ -173,14 +198,21 @@ def test_reweighting_moves_only_sessions_near_the_boundary(api: httpx.Client) ->
 
     def assignments() -> list[str]:
         return [
-            api.get(f"/api/v1/deployments/{deployment['id']}/resolve", params={"sessionId": s}).json()["versionId"]
+            api.get(f"/api/v1/deployments/{deployment['id']}/resolve", params={"sessionId": s}).json()[
+                "versionId"
+            ]
             for s in sessions
         ]
 
     before = assignments()
     updated = api.put(
         f"/api/v1/deployments/{deployment['id']}",
-        json={"variants": [{"versionId": versions[0]["id"], "weight": 60, "isControl": True}, {"versionId": versions[1]["id"], "weight": 40}]},
+        json={
+            "variants": [
+                {"versionId": versions[0]["id"], "weight": 60, "isControl": True},
+                {"versionId": versions[1]["id"], "weight": 40},
+            ]
+        },
     )
     assert updated.status_code == 200, updated.text
     assert updated.json()["seed"] == deployment["seed"]
@@ -210,5 +242,10 @@ def test_paused_and_archived(api: httpx.Client) -> None:
     # Kept for its results, and the prompt may get a new active deployment.
     assert api.get(url).json()["status"] == "archived"
     assert api.get(f"{url}/results").status_code == 200
-    assert [d["id"] for d in api.get("/api/v1/deployments", params={"promptId": prompt_id, "status": "archived"}).json()["data"]] == [deployment["id"]]
+    assert [
+        d["id"]
+        for d in api.get("/api/v1/deployments", params={"promptId": prompt_id, "status": "archived"}).json()[
+            "data"
+        ]
+    ] == [deployment["id"]]
     deploy(api, prompt_id, versions, [100, 0])
