@@ -28,6 +28,7 @@ def test_health_and_ready(anon: httpx.Client) -> None:
         "registry": "ok",
         "evals": "ok",
         "webhooks": "ok",
+        "deployments": "ok",
     }
 
 

@@ -28,7 +28,7 @@ from pvc.gateway.models import outbox
 from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
 from pvc.gateway.routes import deployments, evals, keys, promotions, prompts, system, webhooks
-from pvc.gateway.serving import ResolveCache, start_listener
+from pvc.gateway.serving import ResolveCache, ResolveFastPath, start_listener
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
@@ -163,6 +163,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for router in API_ROUTERS:
         app.include_router(router)
     system.mount_docs_assets(app)
+    # Innermost of the three: warm resolve hits skip routing, after the key check and rate limits.
+    app.add_middleware(ResolveFastPath)
     # Inside GatewayMiddleware (added last = outermost), so the request id is already set.
     app.add_middleware(IdentityMiddleware, routes=[r for router in API_ROUTERS for r in router.routes])
     app.add_middleware(
