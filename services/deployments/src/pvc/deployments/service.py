@@ -212,10 +212,9 @@ def parse_points(body: str) -> list[Point]:
     if not 1 <= len(items) <= MAX_BATCH:
         raise _invalid("metrics", f"must hold 1 to {MAX_BATCH} points")
     received = now()
-    points = []
-    for index, item in enumerate(items):
-        points.append(_parse_point(item, index, received))
-    return points
+    # A batch names few distinct versions and deployments: parse each id once.
+    ids: dict[str, uuid.UUID] = {}
+    return [_parse_point(item, index, received, ids) for index, item in enumerate(items)]
 
 
 def _bad(index: int, key: str, message: str) -> ValidationFailed:
@@ -223,13 +222,21 @@ def _bad(index: int, key: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", details={"index": index, "fields": {field: message}})
 
 
-def _parse_point(item: Any, index: int, received: datetime) -> Point:
+def _uuid(value: Any, ids: dict[str, uuid.UUID]) -> uuid.UUID:
+    parsed = ids.get(value) if isinstance(value, str) else None
+    if parsed is None:
+        parsed = uuid.UUID(value)
+        ids[value] = parsed
+    return parsed
+
+
+def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.UUID]) -> Point:
     if not isinstance(item, dict):
         raise _bad(index, "", "must be an object")
     if not POINT_FIELDS.issuperset(item):
         raise _bad(index, sorted(set(item) - POINT_FIELDS)[0], "unknown field")
     try:
-        version_id = uuid.UUID(item["versionId"])
+        version_id = _uuid(item["versionId"], ids)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _bad(index, "versionId", "must be a UUID") from None
     kind = item.get("type")
@@ -259,7 +266,7 @@ def _parse_point(item: Any, index: int, received: datetime) -> Point:
     deployment_id = None
     if item.get("deploymentId") is not None:
         try:
-            deployment_id = uuid.UUID(item["deploymentId"])
+            deployment_id = _uuid(item["deploymentId"], ids)
         except (TypeError, ValueError, AttributeError):
             raise _bad(index, "deploymentId", "must be a UUID") from None
     dimensions = item.get("dimensions")
