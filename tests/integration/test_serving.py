@@ -129,3 +129,16 @@ def test_warm_answers_survive_the_deployments_service_going_down(stack: Stack, a
     finally:
         stack.start_process("deployments")
     wait_for(lambda: resolve(api, cold).status_code == 404, within=10)
+
+
+def test_promotion_and_rollback_are_visible_within_a_second(api: httpx.Client) -> None:
+    prompt_id, versions = prompt_with_versions(api, 2)
+    override = f"/api/v1/prompts/{prompt_id}/promote/override"
+    done = api.post(override, json={"versionId": versions[0]["id"], "reason": "first release"})
+    assert done.status_code == 200, done.text
+    assert served(api, prompt_id)["version"]["number"] == 1  # now warm
+    api.post(override, json={"versionId": versions[1]["id"], "reason": "second release"})
+    wait_for(lambda: served(api, prompt_id)["version"]["number"] == 2)
+    rolled = api.post(f"/api/v1/prompts/{prompt_id}/rollback", json={"reason": "back"})
+    assert rolled.status_code == 200, rolled.text
+    wait_for(lambda: served(api, prompt_id)["version"]["number"] == 1)

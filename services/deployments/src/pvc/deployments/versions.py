@@ -14,6 +14,8 @@ from pvc.core.grpc_client import call_metadata, error_from_rpc, open_channel
 from pvc.v1 import registry_pb2, registry_pb2_grpc
 
 CACHE_LIMIT = 100_000
+# The registry answers at most this many ids per LookupVersions call.
+LOOKUP_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +59,21 @@ class RegistryVersions:
                 found[version_id] = cached
         if not missing:
             return found
-        try:
-            reply = await self.stub.LookupVersions(
-                registry_pb2.LookupVersionsRequest(version_ids=[str(v) for v in missing]),
-                metadata=call_metadata(caller=caller, internal_token=self.internal_token),
-                timeout=self.deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise error_from_rpc(error) from None
+        versions = []
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            chunk = missing[start : start + LOOKUP_CHUNK]
+            try:
+                reply = await self.stub.LookupVersions(
+                    registry_pb2.LookupVersionsRequest(version_ids=[str(v) for v in chunk]),
+                    metadata=call_metadata(caller=caller, internal_token=self.internal_token),
+                    timeout=self.deadline,
+                )
+            except grpc.aio.AioRpcError as error:
+                raise error_from_rpc(error) from None
+            versions.extend(reply.versions)
         if len(self._cache) > CACHE_LIMIT:
             self._cache.clear()
-        for version in reply.versions:
+        for version in versions:
             info = VersionInfo(uuid.UUID(version.id), uuid.UUID(version.prompt_id), version.number)
             self._cache[(caller.project_id, info.id)] = info
             found[info.id] = info
