@@ -28,7 +28,7 @@ from pvc.gateway.models import outbox
 from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
 from pvc.gateway.routes import deployments, evals, keys, promotions, prompts, system, webhooks
-from pvc.gateway.serving import ResolveCache, ResolveFastPath, start_listener
+from pvc.gateway.serving import ResolveCache, ResolveFastPath, start_listener, untraced
 from pvc.gateway.settings import GatewaySettings
 
 log = logging.getLogger("pvc.gateway")
@@ -152,6 +152,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry={"exclude": untraced},
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(

@@ -302,6 +302,12 @@ class _Route:
     path: str = "/api/v1/prompts/{prompt}/resolve"
 
 
+def untraced(scope: Scope) -> bool:
+    """FastAPI's tracing skips the resolve route: a span per warm hit would cost more than the answer."""
+    path: str = scope.get("path", "")
+    return path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)
+
+
 class ResolveFastPath:
     """Answers warm `GET /api/v1/prompts/{prompt}/resolve` hits before FastAPI routing.
 
