@@ -21,7 +21,7 @@ from pvc.devstack.ports import LOCALHOST, free_port
 
 CONNECTIONS = 50
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-ROUNDS = 2
+ROUNDS = 3
 
 
 def _wait(url: str, timeout: float = 30) -> None:
