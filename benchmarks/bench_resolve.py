@@ -32,8 +32,12 @@ def _wait(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def _setup(stack: Stack) -> tuple[str, int]:
-    """A prompt with a 50/50 deployment; returns its resolve path and the answer's size."""
+def _setup(stack: Stack) -> tuple[str, int, str]:
+    """A prompt with a 50/50 deployment; returns its resolve path, the answer's size and a read key.
+
+    The key is minted without a rate limit (`rateLimitPerSecond: 0`, as a serving app's key would
+    be): the default per-key limit would turn most of the load into 429s.
+    """
     with httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.admin_key}"}) as api:
         name = f"bench-resolve-{os.getpid()}"
         prompt = api.post("/api/v1/prompts", json={"name": name, "template": "Hello {{name}}, v1."}).json()
@@ -51,14 +55,19 @@ def _setup(stack: Stack) -> tuple[str, int]:
             },
         )
         deployment.raise_for_status()
+        minted = api.post(
+            "/api/v1/api-keys", json={"name": "bench-serving", "scopes": ["read"], "rateLimitPerSecond": 0}
+        )
+        minted.raise_for_status()
+        key: str = minted.json()["key"]
         path = f"/api/v1/prompts/{name}/resolve"
-        answer = api.get(path, params={"sessionId": "user-1"})
+        answer = api.get(path, params={"sessionId": "user-1"}, headers={"Authorization": f"Bearer {key}"})
         answer.raise_for_status()
-        return path, len(answer.content)
+        return path, len(answer.content), key
 
 
 def run(stack: Stack) -> dict[str, object]:
-    path, size = _setup(stack)
+    path, size, key = _setup(stack)
     bare_port, edge_port, admin_port = free_port(), free_port(), free_port()
     logs = stack.data_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -88,7 +97,7 @@ def run(stack: Stack) -> dict[str, object]:
         _wait(f"{bare_url}{path}")
         bare_size = len(httpx.get(f"{bare_url}{path}").content)
 
-        common = {"path": path, "key": stack.admin_key, "connections": CONNECTIONS}
+        common = {"path": path, "key": key, "connections": CONNECTIONS}
         run_wrk(base_url=stack.base_url, seconds=3, **common)  # warm both up
         run_wrk(base_url=bare_url, seconds=3, **common)
         rounds = []
@@ -103,6 +112,9 @@ def run(stack: Stack) -> dict[str, object]:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+    failed = sum(float(r[side]["non_2xx"]) for r in rounds for side in ("bare", "resolve"))  # type: ignore[index]
+    if failed:
+        raise RuntimeError(f"{failed:.0f} answers were not 2xx; the ratio would be meaningless")
     best = max(rounds, key=lambda r: float(r["ratio"]))  # type: ignore[arg-type]
     resolve_p99 = max(float(r["resolve"]["p99_ms"]) for r in rounds)  # type: ignore[index]
     ratio = sum(float(r["ratio"]) for r in rounds) / len(rounds)  # type: ignore[arg-type]
