@@ -95,6 +95,8 @@ class KeyStore:
         self._touched: dict[uuid.UUID, float] = {}
         self._pending_use: dict[uuid.UUID, datetime] = {}
         self._events_live = False
+        # Loads in flight, by key digest: concurrent misses for one key share one database query.
+        self._loading: dict[str, asyncio.Future[_Cached]] = {}
 
     # -- authentication (the hot path: a dict lookup and one HMAC) ---------------------------------
 
@@ -105,7 +107,7 @@ class KeyStore:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is None or cached.cached_until < now:
-            cached = await self._load(token, digest, now)
+            cached = await self._load_once(token, digest, now)
         if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
             raise Unauthenticated("API key has expired")
         principal = cached.principal
@@ -114,6 +116,16 @@ class KeyStore:
             self._touched[principal.key_id] = now
             self._pending_use[principal.key_id] = datetime.now(UTC)
         return principal
+
+    async def _load_once(self, token: str, digest: str, now: float) -> _Cached:
+        """One load per key at a time, so an expiring entry under load is not a herd of queries."""
+        pending = self._loading.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(token, digest, now))
+            self._loading[digest] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(digest, None))
+        # Shielded: a waiter that goes away (client disconnect) must not cancel the others' load.
+        return await asyncio.shield(pending)
 
     async def _load(self, token: str, digest: str, now: float) -> _Cached:
         try:
