@@ -26,8 +26,10 @@ from fastapi.routing import APIRoute
 from sqlmodel import col, select
 
 from pvc.core.db import Database
-from pvc.core.errors import ValidationFailed
-from pvc.core.pagination import decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    decode_time_cursor,
+    encode_time_cursor,
+)
 from pvc.gateway.models import AuditLog
 
 log = logging.getLogger("pvc.gateway.audit")
@@ -40,7 +42,6 @@ _SECRET_NAMES = frozenset({"key", "apikey", "token", "pepper", "authorization", 
 _SECRET_SUFFIXES = ("secret", "password", "token", "apikey")
 _SECRET_VALUE = re.compile(r"^(pvc_[0-9A-Za-z]{20,}|whsec_\S+)$")
 _MAX_QUEUE = 100_000
-_BAD_CURSOR = {"fields": {"cursor": "malformed"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +298,7 @@ async def list_audit(
     cursor: str | None,
 ) -> tuple[list[AuditLog], str | None]:
     """Newest first, keyset-paginated on (at, id)."""
-    after = decode_cursor(cursor or "", arity=2)
+    after = decode_time_cursor(cursor)
     project = col(AuditLog.project_id) == project_id
     if include_unscoped:
         project = sa.or_(project, col(AuditLog.project_id).is_(None))
@@ -310,15 +311,11 @@ async def list_audit(
     if until is not None:
         query = query.where(col(AuditLog.at) < until)
     if after is not None:
-        try:
-            at, last_id = datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise ValidationFailed("cursor is not valid", details=_BAD_CURSOR) from None
-        query = query.where(sa.tuple_(col(AuditLog.at), col(AuditLog.id)) < sa.tuple_(at, last_id))
+        query = query.where(sa.tuple_(col(AuditLog.at), col(AuditLog.id)) < sa.tuple_(*after))
     query = query.order_by(col(AuditLog.at).desc(), col(AuditLog.id).desc()).limit(limit + 1)
     async with db.read() as session:
         rows = list((await session.exec(query)).all())
     if len(rows) > limit:
         last = rows[limit - 1]
-        return rows[:limit], encode_cursor([last.at.isoformat(), str(last.id)])
+        return rows[:limit], encode_time_cursor(last.at, last.id)
     return rows, None

@@ -32,7 +32,10 @@ from pvc.core.db import Database
 from pvc.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unavailable, ValidationFailed
 from pvc.core.events import subject_for
 from pvc.core.outbox import record_event
-from pvc.core.pagination import decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    decode_time_cursor,
+    encode_cursor,
+)
 from pvc.gateway.models import ApiKey, Project, outbox
 
 if TYPE_CHECKING:
@@ -280,11 +283,10 @@ async def create_project(*, db: Database, name: str) -> Project:
 
 
 async def list_projects(*, db: Database, limit: int, cursor: str | None) -> tuple[list[Project], str | None]:
-    after = decode_cursor(cursor or "", arity=2)
+    after = decode_time_cursor(cursor)
     query = select(Project).order_by(col(Project.created_at).desc(), col(Project.id).desc()).limit(limit + 1)
     if after is not None:
-        at, last_id = _cursor_values(after)
-        query = query.where(sa.tuple_(col(Project.created_at), col(Project.id)) < sa.tuple_(at, last_id))
+        query = query.where(sa.tuple_(col(Project.created_at), col(Project.id)) < sa.tuple_(*after))
     async with db.read() as session:
         rows = list((await session.exec(query)).all())
     return _page(rows, limit, lambda p: [_iso(p.created_at), str(p.id)])
@@ -349,7 +351,7 @@ async def create_key(
 async def list_keys(
     *, db: Database, project_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[ApiKey], str | None]:
-    after = decode_cursor(cursor or "", arity=2)
+    after = decode_time_cursor(cursor)
     query = (
         select(ApiKey)
         .where(col(ApiKey.project_id) == project_id)
@@ -357,8 +359,7 @@ async def list_keys(
         .limit(limit + 1)
     )
     if after is not None:
-        at, last_id = _cursor_values(after)
-        query = query.where(sa.tuple_(col(ApiKey.created_at), col(ApiKey.id)) < sa.tuple_(at, last_id))
+        query = query.where(sa.tuple_(col(ApiKey.created_at), col(ApiKey.id)) < sa.tuple_(*after))
     async with db.read() as session:
         rows = list((await session.exec(query)).all())
     return _page(rows, limit, lambda k: [_iso(k.created_at), str(k.id)])
@@ -390,13 +391,6 @@ async def revoke_key(*, db: Database, revoker: Principal, key_id: uuid.UUID) -> 
                 session, outbox, type="api_key.revoked", project_id=key.project_id, data=_event_data(key)
             )
     return key
-
-
-def _cursor_values(after: list[Any]) -> tuple[datetime, uuid.UUID]:
-    try:
-        return datetime.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-    except ValueError:
-        raise ValidationFailed("cursor is not valid", details={"fields": {"cursor": "malformed"}}) from None
 
 
 def _page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -38,3 +40,28 @@ def decode_cursor(cursor: str, *, arity: int) -> list[Any] | None:
     if not isinstance(key, list) or len(key) != arity:
         raise ValidationFailed("cursor is not valid", details={"fields": {"cursor": "malformed"}})
     return key
+
+
+def encode_time_cursor(at: datetime, row_id: uuid.UUID) -> str:
+    """Cursor of a list ordered by (timestamp, id) descending."""
+    return encode_cursor([at.isoformat(), str(row_id)])
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    key = decode_cursor(cursor or "", arity=2)
+    if key is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(key[0])), uuid.UUID(str(key[1]))
+    except ValueError:
+        raise ValidationFailed("cursor is not valid", details={"fields": {"cursor": "malformed"}}) from None
+
+
+def decode_int_cursor(cursor: str | None) -> int | None:
+    """Cursor of a list ordered by an integer (a version number, a sequence) descending."""
+    key = decode_cursor(cursor or "", arity=1)
+    if key is None:
+        return None
+    if not isinstance(key[0], int) or isinstance(key[0], bool):
+        raise ValidationFailed("cursor is not valid", details={"fields": {"cursor": "malformed"}})
+    return key[0]

@@ -21,7 +21,11 @@ from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, ValidationFailed
 from pvc.core.outbox import record_event
-from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    clamp_limit,
+    decode_time_cursor,
+    encode_time_cursor,
+)
 from pvc.deployments import repository as repo
 from pvc.deployments.models import Deployment, outbox
 from pvc.deployments.repository import Aggregate
@@ -348,13 +352,7 @@ class DeploymentsService:
         prompt = parse_uuid(prompt_id, field="promptId") if prompt_id else None
         if status and status not in (*STATUSES, "archived"):
             raise _invalid("status", "must be active, paused or archived")
-        key = decode_cursor(cursor, arity=2)
-        after = None
-        if key:
-            try:
-                after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-            except (TypeError, ValueError) as exc:
-                raise _invalid("cursor", "malformed") from exc
+        after = decode_time_cursor(cursor)
         async with self.db.read() as session:
             rows = await repo.list_deployments(
                 session,
@@ -366,9 +364,7 @@ class DeploymentsService:
             )
         page = rows[:limit]
         more = len(rows) > limit
-        return Page(
-            page, encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
-        )
+        return Page(page, encode_time_cursor(page[-1].created_at, page[-1].id) if more else None)
 
     async def update_deployment(
         self,

@@ -20,7 +20,11 @@ from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from pvc.core.outbox import record_event
-from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    clamp_limit,
+    decode_time_cursor,
+    encode_time_cursor,
+)
 from pvc.evals import gate, signing
 from pvc.evals import repository as repo
 from pvc.evals.models import Evaluation, GatePolicy, Harness, outbox
@@ -241,13 +245,7 @@ class EvalsService:
         self, *, caller: Caller, limit: int, cursor: str, version_id: str, prompt_id: str, harness: str
     ) -> Page[Evaluation]:
         limit = clamp_limit(limit)
-        key = decode_cursor(cursor, arity=2)
-        after = None
-        if key:
-            try:
-                after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-            except (TypeError, ValueError) as exc:
-                raise _invalid("cursor", "malformed") from exc
+        after = decode_time_cursor(cursor)
         async with self.db.read() as session:
             rows = await repo.list_evaluations(
                 session,
@@ -260,9 +258,7 @@ class EvalsService:
             )
         page = rows[:limit]
         more = len(rows) > limit
-        return Page(
-            page, encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
-        )
+        return Page(page, encode_time_cursor(page[-1].created_at, page[-1].id) if more else None)
 
     # -- gate ------------------------------------------------------------------------------------------
 

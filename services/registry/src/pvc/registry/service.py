@@ -16,7 +16,13 @@ from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from pvc.core.outbox import record_event
-from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    clamp_limit,
+    decode_int_cursor,
+    decode_time_cursor,
+    encode_cursor,
+    encode_time_cursor,
+)
 from pvc.registry import repository as repo
 from pvc.registry.content import compute_checksum, declared_defaults
 from pvc.registry.diffing import VersionContent, diff_versions
@@ -217,13 +223,7 @@ class RegistryService:
         self, *, caller: Caller, limit: int, cursor: str, query: str, include_archived: bool
     ) -> Page[PromptView]:
         limit = clamp_limit(limit)
-        key = decode_cursor(cursor, arity=2)
-        after = None
-        if key:
-            try:
-                after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-            except (TypeError, ValueError) as exc:
-                raise _invalid("cursor", "malformed") from exc
+        after = decode_time_cursor(cursor)
         async with self.db.read() as session:
             rows = await repo.list_prompts(
                 session,
@@ -235,7 +235,7 @@ class RegistryService:
             )
             page, more = rows[:limit], len(rows) > limit
             tags = await repo.tags_by_prompt(session, [p.id for p in page])
-        next_cursor = encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
+        next_cursor = encode_time_cursor(page[-1].created_at, page[-1].id) if more else None
         return Page([PromptView(p, tags[p.id]) for p in page], next_cursor)
 
     async def update_prompt(
@@ -367,14 +367,10 @@ class RegistryService:
 
     async def list_versions(self, *, caller: Caller, ref: str, limit: int, cursor: str) -> Page[Version]:
         limit = clamp_limit(limit)
-        key = decode_cursor(cursor, arity=1)
-        if key and not isinstance(key[0], int):
-            raise _invalid("cursor", "malformed")
+        before = decode_int_cursor(cursor)
         async with self.db.read() as session:
             prompt = await self._prompt(session, caller=caller, ref=ref)
-            rows = await repo.list_versions(
-                session, prompt_id=prompt.id, limit=limit, before_number=key[0] if key else None
-            )
+            rows = await repo.list_versions(session, prompt_id=prompt.id, limit=limit, before_number=before)
         page = rows[:limit]
         return Page(page, encode_cursor([page[-1].number]) if len(rows) > limit else None)
 
@@ -534,13 +530,11 @@ class RegistryService:
     ) -> Page[TagEvent]:
         validate_tag_name(name)
         limit = clamp_limit(limit)
-        key = decode_cursor(cursor, arity=1)
-        if key and not isinstance(key[0], int):
-            raise _invalid("cursor", "malformed")
+        before = decode_int_cursor(cursor)
         async with self.db.read() as session:
             prompt = await self._prompt(session, caller=caller, ref=ref)
             rows = await repo.tag_history(
-                session, prompt_id=prompt.id, tag=name, limit=limit, before_seq=key[0] if key else None
+                session, prompt_id=prompt.id, tag=name, limit=limit, before_seq=before
             )
         page = rows[:limit]
         return Page(page, encode_cursor([page[-1].seq]) if len(rows) > limit else None)
@@ -663,14 +657,10 @@ class RegistryService:
 
     async def list_promotions(self, *, caller: Caller, ref: str, limit: int, cursor: str) -> Page[Promotion]:
         limit = clamp_limit(limit)
-        key = decode_cursor(cursor, arity=1)
-        if key and not isinstance(key[0], int):
-            raise _invalid("cursor", "malformed")
+        before = decode_int_cursor(cursor)
         async with self.db.read() as session:
             prompt = await self._prompt(session, caller=caller, ref=ref)
-            rows = await repo.list_promotions(
-                session, prompt_id=prompt.id, limit=limit, before_seq=key[0] if key else None
-            )
+            rows = await repo.list_promotions(session, prompt_id=prompt.id, limit=limit, before_seq=before)
         page = rows[:limit]
         return Page(page, encode_cursor([page[-1].seq]) if len(rows) > limit else None)
 

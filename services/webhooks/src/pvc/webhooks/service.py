@@ -18,7 +18,11 @@ from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, ValidationFailed
 from pvc.core.outbox import event_envelope
-from pvc.core.pagination import clamp_limit, decode_cursor, encode_cursor
+from pvc.core.pagination import (
+    clamp_limit,
+    decode_time_cursor,
+    encode_time_cursor,
+)
 from pvc.webhooks import repository as repo
 from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.signing import SecretBox, new_secret
@@ -100,13 +104,7 @@ def validate_description(description: str) -> None:
 
 
 def _page_key(cursor: str) -> tuple[datetime, uuid.UUID] | None:
-    key = decode_cursor(cursor, arity=2)
-    if not key:
-        return None
-    try:
-        return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
-    except (TypeError, ValueError) as exc:
-        raise _invalid("cursor", "malformed") from exc
+    return decode_time_cursor(cursor)
 
 
 def fan_out_rows(
@@ -200,7 +198,7 @@ class WebhookService:
                 session, project_id=caller.project_id, limit=limit, after=after
             )
         page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
+        next_cursor = encode_time_cursor(page[-1].created_at, page[-1].id) if more else None
         return Page(page, next_cursor)
 
     async def get_subscription(self, *, caller: Caller, subscription_id: str) -> Subscription:
@@ -305,7 +303,7 @@ class WebhookService:
                 session, subscription_id=subscription.id, limit=limit, after=after
             )
         page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor([page[-1].created_at.isoformat(), str(page[-1].id)]) if more else None
+        next_cursor = encode_time_cursor(page[-1].created_at, page[-1].id) if more else None
         return Page(page, next_cursor)
 
     async def get_delivery(
