@@ -352,7 +352,7 @@ def test_openapi_documents_the_new_routes(anon: httpx.Client) -> None:
         ("/api/v1/evaluations", "get"): "read",
         ("/api/v1/evaluations/trigger", "post"): "evals:write",
         ("/api/v1/evaluations/harnesses/{name}", "put"): "evals:write",
-        ("/api/v1/evaluations/versions/{version_id}/gate", "get"): "read",
+        ("/api/v1/evaluations/versions/{versionId}/gate", "get"): "read",
         ("/api/v1/prompts/{prompt}/gate", "put"): "promote",
         ("/api/v1/prompts/{prompt}/promote", "post"): "promote",
         ("/api/v1/prompts/{prompt}/promote/override", "post"): "promote:override",
@@ -363,7 +363,7 @@ def test_openapi_documents_the_new_routes(anon: httpx.Client) -> None:
         operation = paths[path][method]
         assert operation["x-required-scope"] == scope, path
         assert "409" in operation["responses"] or method == "get", path
-    callback = paths["/api/v1/evaluations/{evaluation_id}/callback"]["post"]
+    callback = paths["/api/v1/evaluations/{id}/callback"]["post"]
     assert "x-required-scope" not in callback
     assert "security" not in callback
     assert {p["name"] for p in callback["parameters"]} >= {

@@ -38,7 +38,7 @@ metrics_router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], responses
 Reader = Annotated[Principal, Depends(require("read"))]
 Deployer = Annotated[Principal, Depends(require("deployments:write"))]
 Reporter = Annotated[Principal, Depends(require("metrics:write"))]
-DeploymentId = Annotated[str, Path(min_length=1, max_length=64, description="Deployment id")]
+DeploymentId = Annotated[str, Path(alias="id", min_length=1, max_length=64, description="Deployment id")]
 PromptRef = Annotated[str, Path(min_length=1, max_length=100, description="Prompt id or name")]
 SessionId = Annotated[
     str | None, Query(alias="sessionId", max_length=256, description="Sticky key, e.g. a user or session id")
@@ -146,7 +146,7 @@ async def list_deployments(
     return page([deployment_json(d) for d in reply.deployments], reply.page, limit)
 
 
-@router.get("/{deployment_id}", response_model=DeploymentOut, summary="One deployment")
+@router.get("/{id}", response_model=DeploymentOut, summary="One deployment")
 async def get_deployment(deployment_id: DeploymentId, principal: Reader, services: Services) -> JSON:
     reply = await services.call(
         services.deployments.GetDeployment,
@@ -156,7 +156,7 @@ async def get_deployment(deployment_id: DeploymentId, principal: Reader, service
     return ok(deployment_json(reply))
 
 
-@router.put("/{deployment_id}", response_model=DeploymentOut, summary="Pause, resume or re-weight")
+@router.put("/{id}", response_model=DeploymentOut, summary="Pause, resume or re-weight")
 async def update_deployment(
     deployment_id: DeploymentId, body: UpdateDeployment, principal: Deployer, services: Services
 ) -> JSON:
@@ -172,7 +172,7 @@ async def update_deployment(
     return ok(deployment_json(reply))
 
 
-@router.delete("/{deployment_id}", response_model=DeploymentOut, summary="Archive (kept for its results)")
+@router.delete("/{id}", response_model=DeploymentOut, summary="Archive (kept for its results)")
 async def archive_deployment(deployment_id: DeploymentId, principal: Deployer, services: Services) -> JSON:
     reply = await services.call(
         services.deployments.ArchiveDeployment,
@@ -183,7 +183,7 @@ async def archive_deployment(deployment_id: DeploymentId, principal: Deployer, s
 
 
 @router.get(
-    "/{deployment_id}/resolve",
+    "/{id}/resolve",
     response_model=DeploymentResolveOut,
     summary="The variant of this deployment for a session (sticky)",
 )
@@ -209,7 +209,7 @@ async def resolve_deployment(
 
 
 @router.get(
-    "/{deployment_id}/results",
+    "/{id}/results",
     response_model=ResultsOut,
     summary="Per-variant metrics and Welch's t-test against the control",
 )
@@ -270,12 +270,12 @@ async def ingest(request: Request, body: MetricsIngest, principal: Reporter, ser
 
 
 @metrics_router.get(
-    "/versions/{version_id}",
+    "/versions/{versionId}",
     response_model=DataList[MetricAggregateOut],
     summary="Aggregates of one version, one row per metric name",
 )
 async def version_metrics(
-    version_id: Annotated[str, Path(min_length=1, max_length=64)],
+    version_id: Annotated[str, Path(alias="versionId", min_length=1, max_length=64)],
     principal: Reader,
     services: Services,
     since: Since = None,

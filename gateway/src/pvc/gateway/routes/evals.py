@@ -155,9 +155,9 @@ async def put_harness(
     return ok(harness_json(reply, with_secret=True))
 
 
-@router.get("/versions/{version_id}/gate", response_model=GateOut, summary="The gate answer for a version")
+@router.get("/versions/{versionId}/gate", response_model=GateOut, summary="The gate answer for a version")
 async def version_gate(
-    version_id: Annotated[str, Path(max_length=64)], principal: Reader, services: Services
+    version_id: Annotated[str, Path(alias="versionId", max_length=64)], principal: Reader, services: Services
 ) -> JSON:
     reply = await services.call(
         services.evals.CheckGate,
@@ -167,9 +167,9 @@ async def version_gate(
     return ok(orjson.loads(reply.gate_json))
 
 
-@router.get("/{evaluation_id}", response_model=EvaluationOut, summary="One evaluation")
+@router.get("/{id}", response_model=EvaluationOut, summary="One evaluation")
 async def get_evaluation(
-    evaluation_id: Annotated[str, Path(max_length=64)], principal: Reader, services: Services
+    evaluation_id: Annotated[str, Path(alias="id", max_length=64)], principal: Reader, services: Services
 ) -> JSON:
     reply = await services.call(
         services.evals.GetEvaluation,
@@ -180,7 +180,7 @@ async def get_evaluation(
 
 
 @router.post(
-    "/{evaluation_id}/callback",
+    "/{id}/callback",
     response_model=EvaluationOut,
     summary="A harness's answer, signed with its secret (Standard Webhooks); no API key",
     openapi_extra={
@@ -209,7 +209,7 @@ async def get_evaluation(
     },
 )
 async def evaluation_callback(
-    evaluation_id: Annotated[str, Path(max_length=64)], request: Request, services: Services
+    evaluation_id: Annotated[str, Path(alias="id", max_length=64)], request: Request, services: Services
 ) -> JSON:
     # The raw bytes: the signature covers exactly what the harness sent.
     body = await request.body()

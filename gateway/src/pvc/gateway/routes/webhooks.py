@@ -24,8 +24,8 @@ from pvc.v1 import webhooks_pb2
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=ERRORS)
 
-WebhookId = Annotated[str, Path(min_length=1, max_length=64, description="Webhook subscription id")]
-DeliveryId = Annotated[str, Path(min_length=1, max_length=64, description="Delivery id")]
+WebhookId = Annotated[str, Path(alias="id", min_length=1, max_length=64, description="Subscription id")]
+DeliveryId = Annotated[str, Path(alias="did", min_length=1, max_length=64, description="Delivery id")]
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("webhooks:admin"))]
 
@@ -113,7 +113,7 @@ async def list_webhooks(
     return page([webhook_json(s) for s in reply.subscriptions], reply.page, limit)
 
 
-@router.get("/{webhook}", response_model=WebhookOut, summary="Get a subscription (never its secret)")
+@router.get("/{id}", response_model=WebhookOut, summary="Get a subscription (never its secret)")
 async def get_webhook(webhook: WebhookId, principal: Reader, services: Services) -> JSON:
     reply = await services.call(
         services.webhooks.GetSubscription,
@@ -123,7 +123,7 @@ async def get_webhook(webhook: WebhookId, principal: Reader, services: Services)
     return ok(webhook_json(reply))
 
 
-@router.put("/{webhook}", response_model=WebhookOut, summary="Change url, events, active or description")
+@router.put("/{id}", response_model=WebhookOut, summary="Change url, events, active or description")
 async def update_webhook(
     webhook: WebhookId, body: UpdateWebhook, principal: Admin, services: Services
 ) -> JSON:
@@ -141,7 +141,7 @@ async def update_webhook(
     return ok(webhook_json(reply))
 
 
-@router.delete("/{webhook}", status_code=204, summary="Delete a subscription and its deliveries")
+@router.delete("/{id}", status_code=204, summary="Delete a subscription and its deliveries")
 async def delete_webhook(webhook: WebhookId, principal: Admin, services: Services) -> Response:
     await services.call(
         services.webhooks.DeleteSubscription,
@@ -152,7 +152,7 @@ async def delete_webhook(webhook: WebhookId, principal: Admin, services: Service
 
 
 @router.post(
-    "/{webhook}/rotate-secret",
+    "/{id}/rotate-secret",
     response_model=WebhookWithSecretOut,
     summary="New secret; the old one keeps signing alongside for 24 h",
 )
@@ -166,7 +166,7 @@ async def rotate_secret(webhook: WebhookId, principal: Admin, services: Services
 
 
 @router.post(
-    "/{webhook}/test", status_code=202, response_model=DeliveryOut, summary="Queue a webhook.test delivery"
+    "/{id}/test", status_code=202, response_model=DeliveryOut, summary="Queue a webhook.test delivery"
 )
 async def test_webhook(webhook: WebhookId, principal: Admin, services: Services) -> JSON:
     reply = await services.call(
@@ -181,7 +181,7 @@ async def test_webhook(webhook: WebhookId, principal: Admin, services: Services)
 
 
 @router.get(
-    "/{webhook}/deliveries",
+    "/{id}/deliveries",
     response_model=Page[DeliveryOut],
     summary="Deliveries of a subscription, newest first",
 )
@@ -199,7 +199,7 @@ async def list_deliveries(
 
 
 @router.get(
-    "/{webhook}/deliveries/{delivery}",
+    "/{id}/deliveries/{did}",
     response_model=DeliveryDetailOut,
     summary="A delivery with every attempt (attemptHistory)",
 )
@@ -217,7 +217,7 @@ async def get_delivery(
 
 
 @router.post(
-    "/{webhook}/deliveries/{delivery}/redeliver",
+    "/{id}/deliveries/{did}/redeliver",
     status_code=202,
     response_model=DeliveryOut,
     summary="Send a delivery again now (same webhook-id, fresh retry schedule)",
