@@ -9,19 +9,22 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pvc.core.bucketing import assign
+from pvc.core.clock import rfc3339
+from pvc.core.clock import utcnow as now
 from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, ValidationFailed
 from pvc.core.outbox import record_event
 from pvc.core.pagination import (
+    Page,
     clamp_limit,
     decode_time_cursor,
     encode_time_cursor,
@@ -34,7 +37,6 @@ from pvc.deployments.versions import VersionDirectory
 
 log = logging.getLogger("pvc.deployments")
 
-T = TypeVar("T")
 STATUSES = ("active", "paused")
 METRIC_TYPES = frozenset({"cost", "latency", "quality", "custom"})
 GUARDRAIL_STATS = ("mean", "p95")
@@ -47,20 +49,6 @@ POINT_FIELDS = frozenset(
     {"versionId", "type", "name", "value", "unit", "timestamp", "sessionId", "deploymentId", "dimensions"}
 )
 DEFAULT_MIN_SAMPLES = 30
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from pvc.core.clock import rfc3339
 from pvc.core.context import current_caller
 from pvc.core.db import Database
 from pvc.core.grpc_server import Registrar
@@ -13,7 +14,7 @@ from pvc.core.runner import ServiceSpec
 from pvc.core.settings import ServiceSettings
 from pvc.deployments.models import SCHEMA, Deployment, outbox
 from pvc.deployments.repository import Aggregate
-from pvc.deployments.service import DeploymentsService, rfc3339
+from pvc.deployments.service import DeploymentsService
 from pvc.deployments.settings import DeploymentsSettings
 from pvc.deployments.versions import RegistryVersions
 from pvc.v1 import common_pb2, deployments_pb2, deployments_pb2_grpc

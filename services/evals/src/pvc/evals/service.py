@@ -9,18 +9,21 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from datetime import timedelta
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pvc.core.clock import rfc3339
+from pvc.core.clock import utcnow as now
 from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from pvc.core.outbox import record_event
 from pvc.core.pagination import (
+    Page,
     clamp_limit,
     decode_time_cursor,
     encode_time_cursor,
@@ -30,21 +33,12 @@ from pvc.evals import repository as repo
 from pvc.evals.models import Evaluation, GatePolicy, Harness, outbox
 
 log = logging.getLogger("pvc.evals")
-T = TypeVar("T")
 HARNESS_NAME = re.compile(gate.HARNESS_NAME)
 MAX_TEXT = 10_000
 MAX_DETAILS_BYTES = 64 * 1024
 MAX_METRICS = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600.0
 CALLBACK_STATUSES = ("passed", "failed", "error", "running")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -65,12 +59,6 @@ class VersionLookup(Protocol):
 
 # Sends a trigger to a harness: (url, secret, body, timeout) -> None on success, else an error text.
 Sender = Callable[[str, str, bytes, float], Awaitable[str | None]]
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from pvc.core.clock import rfc3339
 from pvc.core.context import current_caller
 from pvc.core.db import Database
 from pvc.core.grpc_server import Registrar
@@ -14,7 +15,7 @@ from pvc.core.runner import ServiceSpec
 from pvc.core.settings import ServiceSettings
 from pvc.evals.clients import HarnessSender, RegistryVersions
 from pvc.evals.models import SCHEMA, Evaluation, Harness, outbox
-from pvc.evals.service import EvalsService, rfc3339, run_timeouts
+from pvc.evals.service import EvalsService, run_timeouts
 from pvc.evals.settings import EvalsSettings
 from pvc.v1 import common_pb2, evals_pb2, evals_pb2_grpc
 

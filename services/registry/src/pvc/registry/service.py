@@ -6,17 +6,18 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pvc.core.clock import utcnow as now
 from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from pvc.core.outbox import record_event
 from pvc.core.pagination import (
+    Page,
     clamp_limit,
     decode_int_cursor,
     decode_time_cursor,
@@ -30,7 +31,6 @@ from pvc.registry.gatekeeper import Gate, GateCheck
 from pvc.registry.models import Promotion, Prompt, Tag, TagEvent, Version, outbox
 from pvc.registry.rendering import RenderResult, render_template
 
-T = TypeVar("T")
 PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 TAG_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 PROTECTED_TAG = "production"
@@ -38,24 +38,10 @@ MAX_TEMPLATE_CHARS = 100_000
 MAX_TEXT_CHARS = 10_000
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class PromptView:
     prompt: Prompt
     tags: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from pvc.core.clock import rfc3339
 from pvc.core.context import current_caller
 from pvc.core.db import Database
 from pvc.core.errors import ValidationFailed
@@ -15,7 +16,7 @@ from pvc.core.runner import ServiceSpec
 from pvc.core.settings import ServiceSettings
 from pvc.registry.gatekeeper import EvalsGate
 from pvc.registry.models import SCHEMA, Promotion, Tag, TagEvent, Version, outbox
-from pvc.registry.service import PromotionOutcome, PromptView, RegistryService, VersionSelector, rfc3339
+from pvc.registry.service import PromotionOutcome, PromptView, RegistryService, VersionSelector
 from pvc.registry.settings import RegistrySettings
 from pvc.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 

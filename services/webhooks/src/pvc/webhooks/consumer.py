@@ -20,10 +20,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
+from pvc.core.clock import utcnow
 from pvc.core.db import Database
 from pvc.core.events import STREAM, SUBJECT_PREFIX, connect, ensure_stream
 from pvc.webhooks.metrics import DELIVERIES_QUEUED, EVENTS_CONSUMED
-from pvc.webhooks.service import Clock, IncomingEvent, fan_out, utcnow
+from pvc.webhooks.service import Clock, IncomingEvent, fan_out
 
 log = logging.getLogger("pvc.webhooks.consumer")
 

@@ -24,13 +24,14 @@ import psycopg
 import sqlalchemy as sa
 from opentelemetry import propagate, trace
 
+from pvc.core.clock import utcnow
 from pvc.core.db import Database, libpq_url
 from pvc.core.errors import ValidationFailed
 from pvc.webhooks.metrics import ATTEMPT_SECONDS, ATTEMPTS
 from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.repository import DELIVERY_CHANNEL
 from pvc.webhooks.schedule import next_delay, parse_retry_after
-from pvc.webhooks.service import Clock, utcnow
+from pvc.webhooks.service import Clock
 from pvc.webhooks.signing import SecretBox, signature_header
 from pvc.webhooks.ssrf import Resolver, Target, resolve_target
 

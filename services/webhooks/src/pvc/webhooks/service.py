@@ -8,17 +8,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from pvc.core.clock import utcnow
 from pvc.core.context import Caller
 from pvc.core.db import Database
 from pvc.core.errors import Conflict, NotFound, ValidationFailed
 from pvc.core.outbox import event_envelope
 from pvc.core.pagination import (
+    Page,
     clamp_limit,
     decode_time_cursor,
     encode_time_cursor,
@@ -28,7 +30,6 @@ from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.signing import SecretBox, new_secret
 from pvc.webhooks.ssrf import Resolver, resolve_target
 
-T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 # Every event type of DESIGN.md; a subscription lists some of them or "*".
@@ -56,20 +57,6 @@ EVENT_TYPES = frozenset(
 WILDCARD = "*"
 MAX_DESCRIPTION_CHARS = 1000
 ROTATION_OVERLAP = timedelta(hours=24)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)

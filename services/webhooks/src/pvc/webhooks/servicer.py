@@ -6,6 +6,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from pvc.core.clock import rfc3339
 from pvc.core.context import current_caller
 from pvc.core.db import Database
 from pvc.core.grpc_server import Registrar
@@ -15,7 +16,7 @@ from pvc.v1 import common_pb2, webhooks_pb2, webhooks_pb2_grpc
 from pvc.webhooks.consumer import EventConsumer, durable_name
 from pvc.webhooks.delivery import DeliveryWorker
 from pvc.webhooks.models import SCHEMA, Attempt, Delivery, Subscription, outbox
-from pvc.webhooks.service import WebhookService, rfc3339
+from pvc.webhooks.service import WebhookService
 from pvc.webhooks.settings import WebhookSettings
 from pvc.webhooks.signing import SecretBox
 from pvc.webhooks.ssrf import system_resolver
