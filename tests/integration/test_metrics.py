@@ -39,11 +39,18 @@ def test_ingest_validation_is_all_or_nothing(api: httpx.Client, client_for: Clie
     _, (version,) = prompt_with_versions(api, 1)
     good = [point(version["id"], 10.0) for _ in range(5)]
     cases = [
-        ([*good[:3], {**good[0], "value": "fast"}], "metrics.3.value"),
-        ([*good, {**good[0], "type": "speed"}], "metrics.5.type"),
-        ([{k: v for k, v in good[0].items() if k != "name"}], "metrics.0.name"),
-        ([*good, {**good[0], "colour": "red"}], "metrics.5.colour"),
-        ([{**good[0], "versionId": "nope"}], "metrics.0.versionId"),
+        ([*good[:3], {**good[0], "value": "fast"}], "metrics[3].value"),
+        ([*good, {**good[0], "type": "speed"}], "metrics[5].type"),
+        ([*good, {**good[0], "type": ["latency"]}], "metrics[5].type"),
+        ([{k: v for k, v in good[0].items() if k != "name"}], "metrics[0].name"),
+        ([*good, {**good[0], "colour": "red"}], "metrics[5].colour"),
+        ([{**good[0], "versionId": "nope"}], "metrics[0].versionId"),
+        ([{**good[0], "versionId": 7}], "metrics[0].versionId"),
+        ([*good, {**good[0], "sessionId": "a\x00b"}], "metrics[5].sessionId"),
+        ([*good, {**good[0], "unit": 5}], "metrics[5].unit"),
+        ([*good, {**good[0], "dimensions": {"n": 2**64}}], "metrics[5].dimensions"),
+        ([*good, {**good[0], "dimensions": {"nested": {"a": 1}}}], "metrics[5].dimensions"),
+        ([*good, "point"], "metrics[5]"),
         ([{**good[0], "timestamp": "yesterday"}], "metrics[0].timestamp"),
         ([{**good[0], "timestamp": "2026-01-01T00:00:00"}], "metrics[0].timestamp"),
         ([], "metrics"),
@@ -52,9 +59,12 @@ def test_ingest_validation_is_all_or_nothing(api: httpx.Client, client_for: Clie
         error = assert_error(api.post(INGEST, json={"metrics": batch}), 400, "VALIDATION_ERROR")
         assert field in error["details"]["fields"], (field, error)
     assert_error(api.post(INGEST, json={"metrics": [good[0]] * 10_001}), 400, "VALIDATION_ERROR")
-    assert_error(
-        api.post(INGEST, content=b"{", headers={"content-type": "application/json"}), 400, "VALIDATION_ERROR"
-    )
+    error = assert_error(api.post(INGEST, json={"metrics": good, "extra": 1}), 400, "VALIDATION_ERROR")
+    assert "extra" in error["details"]["fields"], error
+    # Not JSON, not UTF-8, a lone surrogate, not an object: 400 before anything is looked up.
+    for raw in (b"{", b'{"metrics": ["\xff"]}', b'{"metrics": ["\\ud800"]}', b"[]", b"null"):
+        sent = api.post(INGEST, content=raw, headers={"content-type": "application/json"})
+        assert_error(sent, 400, "VALIDATION_ERROR")
     # Unknown and other projects' versions: 404, and nothing of the batch is stored.
     unknown = "00000000-0000-4000-8000-000000000001"
     error = assert_error(api.post(INGEST, json={"metrics": [*good, point(unknown, 1)]}), 404, "NOT_FOUND")

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
+from pydantic.json_schema import models_json_schema
 
 from pvc.core.db import Database, create_engine
 from pvc.core.logging import configure_logging
@@ -28,6 +29,7 @@ from pvc.gateway.models import outbox
 from pvc.gateway.ratelimit import RateLimiter
 from pvc.gateway.responses import JSON
 from pvc.gateway.routes import deployments, evals, keys, promotions, prompts, system, webhooks
+from pvc.gateway.schemas import MetricsIngest
 from pvc.gateway.serving import ResolveCache, ResolveFastPath, start_listener, untraced
 from pvc.gateway.settings import GatewaySettings
 
@@ -177,6 +179,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return app
 
 
+# Request bodies a route documents but forwards unparsed; their schemas go in the spec by name.
+UNPARSED_BODIES = (MetricsIngest,)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -186,6 +192,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "scheme": "bearer",
         "description": "API key (pvc_...)",
     }
+    _, documented = models_json_schema(
+        [(model, "validation") for model in UNPARSED_BODIES], ref_template="#/components/schemas/{model}"
+    )
+    schema["components"].setdefault("schemas", {}).update(documented["$defs"])
     # Record each route's required scope in the spec, so clients (and the scope test) can read it.
     for route in (r for router in API_ROUTERS for r in router.routes):
         if not isinstance(route, APIRoute) or not route.include_in_schema:

@@ -388,17 +388,19 @@ Global___GetResultsResponse: _TypeAlias = GetResultsResponse  # noqa: Y015
 class IngestMetricsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    BODY_JSON_FIELD_NUMBER: _builtins.int
-    body_json: _builtins.str
-    """The REST body `{"metrics": [...]}` as the client sent it; validated again here."""
+    BODY_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The REST body `{"metrics": [...]}` exactly as the client sent it (UTF-8 JSON bytes). The
+    gateway does not parse it: this service is the one place a batch is validated.
+    """
     def __init__(
         self,
         *,
-        body_json: _builtins.str = ...,
+        body: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

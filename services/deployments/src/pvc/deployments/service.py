@@ -192,12 +192,20 @@ class Point:
     dimensions: str | None
 
 
-def parse_points(body: str) -> list[Point]:
-    """All-or-nothing: the first bad item fails the whole batch, naming its index."""
+def parse_points(body: bytes | str) -> list[Point]:
+    """All-or-nothing: the first bad item fails the whole batch, naming its index.
+
+    This is the only validation a batch gets (the gateway forwards the bytes), so it enforces what
+    the gateway's request models enforce elsewhere: no unknown fields, no coercion, and only text
+    PostgreSQL can store (orjson already refuses invalid UTF-8 and lone surrogates; NUL is checked
+    here) and numbers a 64-bit JSON encoder can write back.
+    """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise _invalid("body", "is not valid JSON") from None
+    if isinstance(document, dict) and not document.keys() <= {"metrics"}:
+        raise _invalid(sorted(document.keys() - {"metrics"})[0], "unknown field")
     items = document.get("metrics") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise _invalid("metrics", "must be a list")
@@ -222,6 +230,16 @@ def _uuid(value: Any, ids: dict[str, uuid.UUID]) -> uuid.UUID:
     return parsed
 
 
+def _dimension(key: str, value: Any) -> bool:
+    if "\x00" in key:
+        return False
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, bool)
+
+
 def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.UUID]) -> Point:
     if not isinstance(item, dict):
         raise _bad(index, "", "must be an object")
@@ -232,7 +250,7 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _bad(index, "versionId", "must be a UUID") from None
     kind = item.get("type")
-    if kind not in METRIC_TYPES:
+    if not isinstance(kind, str) or kind not in METRIC_TYPES:
         raise _bad(index, "type", "must be one of cost, latency, quality, custom")
     name = item.get("name")
     if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
@@ -240,8 +258,10 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
     value: Any = item.get("value")
     if not _is_number(value):
         raise _bad(index, "value", "must be a finite number")
-    unit = item.get("unit") or ""
-    if not isinstance(unit, str) or len(unit) > 32:
+    unit = item.get("unit")
+    if unit is None:
+        unit = ""
+    if not isinstance(unit, str) or len(unit) > 32 or "\x00" in unit:
         raise _bad(index, "unit", "must be a string of at most 32 characters")
     ts = received
     stamp = item.get("timestamp")
@@ -253,8 +273,10 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
         if ts.tzinfo is None:
             raise _bad(index, "timestamp", "must carry a UTC offset (e.g. Z)")
     session_id = item.get("sessionId")
-    if session_id is not None and (not isinstance(session_id, str) or not 1 <= len(session_id) <= 256):
-        raise _bad(index, "sessionId", "must be a string of 1 to 256 characters")
+    if session_id is not None and (
+        not isinstance(session_id, str) or not 1 <= len(session_id) <= 256 or "\x00" in session_id
+    ):
+        raise _bad(index, "sessionId", "must be a string of 1 to 256 characters without NUL")
     deployment_id = None
     if item.get("deploymentId") is not None:
         try:
@@ -266,8 +288,10 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
     if dimensions is not None:
         if not isinstance(dimensions, dict) or len(dimensions) > 32:
             raise _bad(index, "dimensions", "must be an object of at most 32 entries")
-        if not all(isinstance(v, str | int | float | bool) for v in dimensions.values()):
-            raise _bad(index, "dimensions", "values must be strings, numbers or booleans")
+        if not all(_dimension(k, v) for k, v in dimensions.items()):
+            raise _bad(
+                index, "dimensions", "values must be strings, booleans or numbers below 2^63, without NUL"
+            )
         encoded = orjson.dumps(dimensions).decode()
     return Point(version_id, deployment_id, session_id, kind, name, float(value), unit, ts, encoded)
 
@@ -471,7 +495,7 @@ class DeploymentsService:
 
     # -- metrics ---------------------------------------------------------------------------------------
 
-    async def ingest(self, *, caller: Caller, body: str) -> int:
+    async def ingest(self, *, caller: Caller, body: bytes) -> int:
         points = parse_points(body)
         version_ids = {p.version_id for p in points}
         found = await self.versions.lookup(caller=caller, version_ids=version_ids)

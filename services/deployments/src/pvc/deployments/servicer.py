@@ -161,7 +161,7 @@ class DeploymentsServicer(deployments_pb2_grpc.DeploymentsServiceServicer):
     async def IngestMetrics(
         self, request: deployments_pb2.IngestMetricsRequest, context: Ctx
     ) -> deployments_pb2.IngestMetricsResponse:
-        count = await self.service.ingest(caller=current_caller(), body=request.body_json)
+        count = await self.service.ingest(caller=current_caller(), body=request.body)
         return deployments_pb2.IngestMetricsResponse(ingested=count)
 
     async def VersionMetrics(
