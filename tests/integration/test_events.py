@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,13 +14,24 @@ from pvc.devstack import Stack
 from .support import unique
 
 
+# Events are read from this moment on (less a margin for clock reads), not from the start of the
+# stream: a long-lived NATS (a developer's, or the machine's) holds many other runs' events.
+SINCE = datetime.now(UTC) - timedelta(minutes=1)
+
+
 async def collect(nats_url: str, *, subject: str, want: int, wait: float = 5.0) -> list[dict[str, Any]]:
     import orjson
 
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=nats.js.api.DeliverPolicy.ALL)
+        sub = await js.subscribe(
+            subject,
+            ordered_consumer=True,
+            config=nats.js.api.ConsumerConfig(
+                deliver_policy=nats.js.api.DeliverPolicy.BY_START_TIME, opt_start_time=SINCE
+            ),
+        )
         events: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import grpc
+from fastapi import Depends, Request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pvc.core.context import Caller
@@ -57,3 +58,12 @@ class Backends:
     async def close(self) -> None:
         for channel in self.channels.values():
             await channel.close()
+
+
+async def backends(request: Request) -> Backends:
+    """The app's stubs, as a FastAPI dependency (`async`: a plain `def` one runs in a worker thread)."""
+    found: Backends = request.app.state.backends
+    return found
+
+
+Services = Annotated[Backends, Depends(backends)]

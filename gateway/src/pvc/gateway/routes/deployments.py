@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from pvc.gateway.auth import require
-from pvc.gateway.clients import Backends
+from pvc.gateway.clients import Services
 from pvc.gateway.identity import Principal
 from pvc.gateway.responses import ERRORS, JSON, Cursor, Limit, ok, page, page_request, uuid_or_404
 from pvc.gateway.schemas import (
@@ -44,14 +44,6 @@ SessionId = Annotated[
 ]
 Since = Annotated[str | None, Query(alias="from", max_length=64, description="RFC 3339, inclusive")]
 Until = Annotated[str | None, Query(alias="to", max_length=64, description="RFC 3339, exclusive")]
-
-
-def backends(request: Request) -> Backends:
-    found: Backends = request.app.state.backends
-    return found
-
-
-Services = Annotated[Backends, Depends(backends)]
 
 
 def deployment_json(d: deployments_pb2.Deployment) -> dict[str, Any]:

@@ -9,10 +9,9 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from pvc.gateway.auth import require
-from pvc.gateway.clients import Backends
+from pvc.gateway.clients import Services
 from pvc.gateway.identity import Principal
 from pvc.gateway.responses import ERRORS, JSON, Cursor, Limit, ok, page, page_request, uuid_or_404
-from pvc.gateway.routes.prompts import backends
 from pvc.gateway.schemas import (
     HARNESS_PATTERN,
     UUID_PATTERN,
@@ -31,7 +30,6 @@ router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"], responses
 
 Reader = Annotated[Principal, Depends(require("read"))]
 EvalWriter = Annotated[Principal, Depends(require("evals:write"))]
-Services = Annotated[Backends, Depends(backends)]
 # The callback carries no API key: the gateway knows no project for it, and evals authenticates
 # it by the harness's signature, finding the project from the evaluation itself.
 CALLBACK_CALLER = Principal(

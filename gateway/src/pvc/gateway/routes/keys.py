@@ -39,7 +39,7 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 KeyId = Annotated[uuid.UUID, Path(description="API key id")]
 
 
-def database(request: Request) -> Database:
+async def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 

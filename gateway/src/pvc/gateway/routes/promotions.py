@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Body, Depends
 
 from pvc.gateway.auth import require
-from pvc.gateway.clients import Backends
+from pvc.gateway.clients import Backends, Services
 from pvc.gateway.identity import Principal
 from pvc.gateway.responses import ERRORS, JSON, Cursor, Limit, ok, page, page_request
-from pvc.gateway.routes.prompts import PromptRef, backends
+from pvc.gateway.routes.prompts import PromptRef
 from pvc.gateway.schemas import (
     GatePolicyBody,
     GatePolicyOut,
@@ -31,7 +31,6 @@ router = APIRouter(prefix="/api/v1/prompts", tags=["promotions"], responses=ERRO
 Reader = Annotated[Principal, Depends(require("read"))]
 Promoter = Annotated[Principal, Depends(require("promote"))]
 Overrider = Annotated[Principal, Depends(require("promote:override"))]
-Services = Annotated[Backends, Depends(backends)]
 
 
 def _gate(text: str) -> Any:

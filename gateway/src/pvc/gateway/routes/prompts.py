@@ -6,12 +6,12 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from pvc.core.errors import NotFound, ValidationFailed
 from pvc.gateway.auth import require
-from pvc.gateway.clients import Backends
+from pvc.gateway.clients import Services
 from pvc.gateway.identity import Principal
 from pvc.gateway.responses import ERRORS, JSON, Cursor, Limit, ok, page, page_request
 from pvc.gateway.schemas import (
@@ -40,12 +40,7 @@ Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("prompts:write"))]
 
 
-def backends(request: Request) -> Backends:
-    backends: Backends = request.app.state.backends
-    return backends
-
-
-Registry = Annotated[Backends, Depends(backends)]
+Registry = Services
 
 
 # -- converters (proto -> REST JSON) ---------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
 from pvc.gateway.auth import require
-from pvc.gateway.clients import Backends
+from pvc.gateway.clients import Services
 from pvc.gateway.identity import Principal
 from pvc.gateway.responses import ERRORS, JSON, Cursor, Limit, ok, page, page_request, uuid_or_404
 from pvc.gateway.schemas import (
@@ -28,14 +28,6 @@ WebhookId = Annotated[str, Path(alias="id", min_length=1, max_length=64, descrip
 DeliveryId = Annotated[str, Path(alias="did", min_length=1, max_length=64, description="Delivery id")]
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("webhooks:admin"))]
-
-
-def backends(request: Request) -> Backends:
-    backends: Backends = request.app.state.backends
-    return backends
-
-
-Services = Annotated[Backends, Depends(backends)]
 
 
 # -- converters (proto -> REST JSON) ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate, trace
+from sqlalchemy import exc as sa_exc
 
 from pvc.core.context import (
     META_ACTOR_ID,
@@ -28,7 +29,7 @@ from pvc.core.context import (
     caller_var,
     request_id_var,
 )
-from pvc.core.errors import PvcError
+from pvc.core.errors import PvcError, Unavailable
 from pvc.core.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from pvc.v1 import common_pb2
 
@@ -39,6 +40,9 @@ ERROR_TRAILER = "pvc-error-bin"
 # Callable that registers a servicer on a server, as generated: `add_XServicer_to_server`.
 Registrar = Callable[[Any, grpc.aio.Server], None]
 _UNGUARDED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+# A connection refused, dropped (server restart: the pool then discards its other connections too)
+# or not available from the pool in time.
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 def error_trailer(error: PvcError) -> tuple[str, bytes]:
@@ -95,6 +99,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         raise
                     except grpc.aio.AbortError:
                         raise
+                    except DATABASE_UNAVAILABLE as error:
+                        # Down, restarting, or out of pooled connections: retryable, never a 500.
+                        code = "UNAVAILABLE"
+                        log.warning("database unavailable in %s: %s", method, error)
+                        unavailable = Unavailable(
+                            "the database is unavailable", details={"dependency": "database"}
+                        )
+                        context.set_trailing_metadata((error_trailer(unavailable),))
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable.message)
                     except Exception:
                         code = "INTERNAL"
                         log.exception("unhandled error in %s", method)

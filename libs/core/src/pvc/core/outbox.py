@@ -7,6 +7,7 @@ unsent rows to JetStream with `Nats-Msg-Id` = event id, so the stream drops dupl
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,9 +53,19 @@ def event_envelope(
 
 
 async def record_event(
-    session: AsyncSession, table: sa.Table, *, type: str, project_id: uuid.UUID, data: dict[str, Any]
+    session: AsyncSession,
+    table: sa.Table,
+    *,
+    type: str,
+    project_id: uuid.UUID,
+    data: dict[str, Any],
+    along: Sequence[sa.Insert | sa.Update | sa.Delete] = (),
 ) -> uuid.UUID:
-    """Add an event to the current transaction; it becomes visible to the relay only on commit."""
+    """Add an event to the current transaction; it becomes visible to the relay only on commit.
+
+    `along`: data-modifying statements (without RETURNING) that travel in the same round trip as the
+    event, as CTEs of one statement: the change and its event are written together in every sense.
+    """
     from opentelemetry import propagate
 
     event_id = uuid.uuid4()
@@ -64,8 +75,11 @@ async def record_event(
     request_id = request_id_var.get()
     if request_id:
         headers["x-request-id"] = request_id
-    await session.execute(
-        table.insert().values(
+    # One round trip: the row, and a NOTIFY that PostgreSQL delivers to listeners at commit, so the
+    # relay wakes without polling.
+    inserted = (
+        table.insert()
+        .values(
             id=event_id,
             type=type,
             project_id=project_id,
@@ -73,9 +87,14 @@ async def record_event(
             headers=headers,
             created_at=now,
         )
+        .returning(table.c.id)
+        .cte("recorded")
     )
-    # Delivered to listeners at commit, so the relay wakes without polling.
-    await session.execute(sa.select(sa.func.pg_notify(notify_channel(str(table.schema)), "")))
+    channel = notify_channel(str(table.schema))
+    statement = sa.select(sa.func.pg_notify(channel, "")).select_from(inserted)
+    if along:
+        statement = statement.add_cte(*(change.cte(f"change_{i}") for i, change in enumerate(along)))
+    await session.execute(statement)
     return event_id
 
 

@@ -33,6 +33,37 @@ async def find_prompt(
     return (await session.exec(query)).first()
 
 
+async def lock_prompt_for_append(
+    session: AsyncSession, *, project_id: uuid.UUID, ref: str
+) -> tuple[Prompt, str | None] | None:
+    """The prompt, locked, with its latest version's checksum: what a version create needs, in one query."""
+    latest = sa.and_(
+        col(Version.prompt_id) == col(Prompt.id), col(Version.number) == col(Prompt.latest_version)
+    )
+    prompt_id = parse_uuid(ref)
+    query = (
+        sa.select(Prompt, col(Version.checksum))
+        .outerjoin(Version, latest)
+        .where(col(Prompt.project_id) == project_id)
+        .where(col(Prompt.id) == prompt_id if prompt_id else col(Prompt.name) == ref)
+        .with_for_update(of=Prompt)  # type: ignore[arg-type]
+    )
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+def append_version_statements(prompt: Prompt, version: Version) -> list[sa.Insert | sa.Update]:
+    """The version row and the prompt's new latest number, as statements to send with the event."""
+    mapper = sa.inspect(Version)
+    values = {a.columns[0].name: getattr(version, a.key) for a in mapper.column_attrs}
+    return [
+        sa.insert(mapper.local_table).values(values),
+        sa.update(Prompt)
+        .where(col(Prompt.id) == prompt.id)
+        .values(latest_version=version.number, updated_at=version.created_at),
+    ]
+
+
 async def tags_by_prompt(
     session: AsyncSession, prompt_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, int]]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pvc.core.clock import utcnow as now
@@ -193,6 +194,7 @@ class RegistryService:
                         template=template,
                         variables=variables,
                         config=config,
+                        checksum=compute_checksum(template=template, variables=variables, config=config),
                         message="",
                         metadata={},
                     )
@@ -284,14 +286,18 @@ class RegistryService:
         """Returns the version and whether it was created (False: same content as the latest)."""
         validate_content(template=template, variables=variables, config=config)
         _validate_text("message", message)
+        checksum = compute_checksum(template=template, variables=variables, config=config)
         async with self.db.transaction() as session:
             # The row lock serialises creates per prompt: numbers are consecutive with no retry loop,
             # and the unique (prompt_id, number) constraint is the database's backstop.
-            prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
+            found = await repo.lock_prompt_for_append(session, project_id=caller.project_id, ref=ref)
+            if found is None:
+                raise NotFound(f"prompt '{ref}' not found", details={"prompt": ref})
+            prompt, latest_checksum = found
             self._refuse_archived(prompt)
-            latest = await repo.latest_version(session, prompt=prompt)
-            checksum = compute_checksum(template=template, variables=variables, config=config)
-            if latest is not None and latest.checksum == checksum:
+            if latest_checksum == checksum:
+                latest = await repo.latest_version(session, prompt=prompt)
+                assert latest is not None
                 return latest, False
             version = await self._append_version(
                 session,
@@ -300,6 +306,7 @@ class RegistryService:
                 template=template,
                 variables=variables,
                 config=config,
+                checksum=checksum,
                 message=message,
                 metadata=metadata,
             )
@@ -314,36 +321,37 @@ class RegistryService:
         template: str,
         variables: list[Any],
         config: dict[str, Any],
+        checksum: str,
         message: str,
         metadata: dict[str, Any],
     ) -> Version:
+        """The next version of a prompt locked (or created) in this transaction, and its event, in one
+        round trip; the prompt object is brought up to date without the session writing it again."""
         moment = now()
-        prompt.latest_version += 1
-        prompt.updated_at = moment
         version = Version(
             id=uuid.uuid4(),
             prompt_id=prompt.id,
             project_id=prompt.project_id,
-            number=prompt.latest_version,
+            number=prompt.latest_version + 1,
             template=template,
             variables=variables,
             config=config,
-            checksum=compute_checksum(template=template, variables=variables, config=config),
+            checksum=checksum,
             message=message,
             author=caller.actor_name,
             meta=metadata,
             created_at=moment,
         )
-        session.add(prompt)
-        session.add(version)
-        await session.flush()
         await record_event(
             session,
             outbox,
             type="version.created",
             project_id=prompt.project_id,
             data=version_event_data(prompt, version),
+            along=repo.append_version_statements(prompt, version),
         )
+        set_committed_value(prompt, "latest_version", version.number)
+        set_committed_value(prompt, "updated_at", moment)
         return version
 
     async def get_version(self, *, caller: Caller, ref: str, selector: VersionSelector) -> Version:

@@ -138,6 +138,7 @@ class EventConsumer:
 
     async def handle(self, msgs: list[Msg]) -> None:
         events: list[IncomingEvent] = []
+        parsed: list[Msg] = []
         for msg in msgs:
             event = parse(msg)
             if event is None:
@@ -145,21 +146,20 @@ class EventConsumer:
                 await msg.term()
             else:
                 events.append(event)
+                parsed.append(msg)
         if not events:
             return
         try:
-            async with self.db.transaction() as session:
-                queued = await fan_out(session, events, now=self.clock())
+            queued = await fan_out(self.db, events, now=self.clock())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("fan-out of %d events failed (%s); they will be redelivered", len(events), exc)
-            for msg in msgs:
+            for msg in parsed:
                 with suppress(Exception):
                     await msg.nak(delay=1)
             return
-        for msg in msgs:
-            if parse(msg) is not None:
-                await msg.ack()
+        for msg in parsed:
+            await msg.ack()
         EVENTS_CONSUMED.inc(len(events))
         DELIVERIES_QUEUED.inc(queued)

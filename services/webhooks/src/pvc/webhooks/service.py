@@ -118,10 +118,12 @@ def fan_out_rows(
     ]
 
 
-async def fan_out(session: AsyncSession, events: Sequence[IncomingEvent], *, now: datetime) -> int:
+async def fan_out(db: Database, events: Sequence[IncomingEvent], *, now: datetime) -> int:
     """One pending delivery per (event, matching subscription); an event seen again adds nothing."""
-    # One query for the whole batch: most events belong to projects with no subscription at all.
-    subscriptions = await repo.active_subscriptions(session, project_ids=[e.project_id for e in events])
+    # One read for the whole batch, outside any transaction: most events belong to projects with no
+    # subscription at all, and then nothing is written.
+    async with db.read() as session:
+        subscriptions = await repo.active_subscriptions(session, project_ids=[e.project_id for e in events])
     rows: list[dict[str, Any]] = []
     for event in events:
         matching = [
@@ -130,7 +132,10 @@ async def fan_out(session: AsyncSession, events: Sequence[IncomingEvent], *, now
             if project_id == event.project_id and (WILDCARD in types or event.type in types)
         ]
         rows += fan_out_rows(event, matching, now=now)
-    return await repo.insert_deliveries(session, rows)
+    if not rows:
+        return 0
+    async with db.transaction() as session:
+        return await repo.insert_deliveries(session, rows)
 
 
 class WebhookService:
