@@ -13,7 +13,6 @@ from pvc.devstack import Stack
 
 from .support import unique
 
-
 # Events are read from this moment on (less a margin for clock reads), not from the start of the
 # stream: a long-lived NATS (a developer's, or the machine's) holds many other runs' events.
 SINCE = datetime.now(UTC) - timedelta(minutes=1)
