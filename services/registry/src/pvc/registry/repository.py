@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -46,7 +47,7 @@ async def lock_prompt_for_append(
         .outerjoin(Version, latest)
         .where(col(Prompt.project_id) == project_id)
         .where(col(Prompt.id) == prompt_id if prompt_id else col(Prompt.name) == ref)
-        .with_for_update(of=Prompt)  # type: ignore[arg-type]
+        .with_for_update(of=Prompt)
     )
     row = (await session.execute(query)).first()
     return (row[0], row[1]) if row else None
@@ -55,9 +56,10 @@ async def lock_prompt_for_append(
 def append_version_statements(prompt: Prompt, version: Version) -> list[sa.Insert | sa.Update]:
     """The version row and the prompt's new latest number, as statements to send with the event."""
     mapper = sa.inspect(Version)
+    table = cast(sa.Table, mapper.local_table)  # a Core insert: no ORM bulk-persistence layer
     values = {a.columns[0].name: getattr(version, a.key) for a in mapper.column_attrs}
     return [
-        sa.insert(mapper.local_table).values(values),
+        sa.insert(table).values(values),
         sa.update(Prompt)
         .where(col(Prompt.id) == prompt.id)
         .values(latest_version=version.number, updated_at=version.created_at),
