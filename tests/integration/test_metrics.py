@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -176,9 +177,16 @@ def test_guardrail_pauses_the_deployment(stack: Stack, api: httpx.Client) -> Non
     fast = [point(v1["id"], 100.0, deploymentId=deployment["id"]) for _ in range(50)]
     assert api.post(INGEST, json={"metrics": slow + fast}).status_code == 202
     assert api.get(url).json()["status"] == "active"
+    # The 20th sample arrives within the check interval (1 s) of the last check: one deferred check
+    # covers it as soon as the interval is up.
+    sent = time.monotonic()
     assert api.post(INGEST, json={"metrics": slow[:1]}).status_code == 202
     paused = api.get(url).json()
-    assert paused["status"] == "paused"
+    while paused["status"] == "active" and time.monotonic() - sent < 5:
+        time.sleep(0.05)
+        paused = api.get(url).json()
+    assert paused["status"] == "paused", paused
+    assert time.monotonic() - sent < 2.5
     reason = paused["pausedReason"]
     assert reason["versionId"] == v2["id"]
     assert reason["samples"] == 20
@@ -192,3 +200,23 @@ def test_guardrail_pauses_the_deployment(stack: Stack, api: httpx.Client) -> Non
     # Resuming clears the reason.
     resumed = api.put(url, json={"status": "active"}).json()
     assert (resumed["status"], resumed["pausedReason"]) == ("active", None)
+
+
+def test_a_breach_after_a_quiet_spell_pauses_before_ingest_returns(api: httpx.Client) -> None:
+    prompt_id, (v1, v2) = prompt_with_versions(api, 2)
+    rule = {"metric": "cost_usd", "stat": "mean", "max": 0.01, "minSamples": 5}
+    deployment = deploy(api, prompt_id, [v1, v2], [50, 50], guardrails=[rule])
+    costly = [
+        {
+            "versionId": v2["id"],
+            "type": "cost",
+            "name": "cost_usd",
+            "value": 0.5,
+            "deploymentId": deployment["id"],
+        }
+        for _ in range(5)
+    ]
+    assert api.post(INGEST, json={"metrics": costly}).status_code == 202
+    paused = api.get(f"/api/v1/deployments/{deployment['id']}").json()
+    assert paused["status"] == "paused"
+    assert (paused["pausedReason"]["versionId"], paused["pausedReason"]["observed"]) == (v2["id"], 0.5)

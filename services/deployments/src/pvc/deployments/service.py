@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 import orjson
@@ -49,6 +51,8 @@ POINT_FIELDS = frozenset(
     {"versionId", "type", "name", "value", "unit", "timestamp", "sessionId", "deploymentId", "dimensions"}
 )
 DEFAULT_MIN_SAMPLES = 30
+# Seconds between two guardrail checks of one deployment in one process (see evaluate_guardrails).
+GUARDRAIL_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -300,9 +304,15 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
 
 
 class DeploymentsService:
-    def __init__(self, db: Database, versions: VersionDirectory) -> None:
+    def __init__(
+        self, db: Database, versions: VersionDirectory, *, guardrail_interval: float = GUARDRAIL_INTERVAL
+    ) -> None:
         self.db = db
         self.versions = versions
+        self.guardrail_interval = guardrail_interval
+        self._last_evaluated: dict[uuid.UUID, float] = {}
+        self._deferred: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- deployments ---------------------------------------------------------------------------------
 
@@ -584,41 +594,67 @@ class DeploymentsService:
     # -- guardrails ------------------------------------------------------------------------------------
 
     async def evaluate_guardrails(self, *, caller: Caller, prompt_ids: set[uuid.UUID]) -> None:
-        """Check the active, guarded deployments of these prompts; pause the first that breaks a rule."""
+        """Check the active, guarded deployments of these prompts; pause any that breaks a rule.
+
+        A check aggregates every point since the deployment started, so one deployment is checked at
+        most once per `guardrail_interval` per process: the first batch after a quiet spell is checked
+        before its ingest call returns; batches arriving sooner are covered by one deferred check
+        that runs when the interval is up (and sees all of them).
+        """
         async with self.db.read() as session:
             candidates = await repo.guarded_deployments(
                 session, project_id=caller.project_id, prompt_ids=prompt_ids
             )
         for deployment_id in candidates:
-            async with self.db.transaction() as session:
-                # SKIP LOCKED: a replica already evaluating this deployment sees these points too.
-                deployment = await repo.lock_for_evaluation(session, deployment_id=deployment_id)
-                if deployment is None:
-                    continue
-                breach = await self._breach(session, deployment)
-                if breach is None:
-                    continue
-                moment = now()
-                deployment.status = "paused"
-                deployment.paused_reason = {**breach, "at": rfc3339(moment)}
-                deployment.updated_at = moment
-                session.add(deployment)
-                data = deployment_event_data(deployment, reason=deployment.paused_reason)
-                await record_event(
-                    session,
-                    outbox,
-                    type="deployment.guardrail_tripped",
-                    project_id=caller.project_id,
-                    data=data,
-                )
-                await record_event(
-                    session,
-                    outbox,
-                    type="deployment.updated",
-                    project_id=caller.project_id,
-                    data={**data, "changes": {"status": ["active", "paused"]}},
-                )
-                log.warning("guardrail paused deployment %s: %s", deployment.id, breach)
+            wait = self._last_evaluated.get(deployment_id, -math.inf) + self.guardrail_interval - monotonic()
+            if wait <= 0:
+                await self._evaluate(deployment_id)
+            elif deployment_id not in self._deferred:
+                task = asyncio.create_task(self._evaluate_later(deployment_id, wait))
+                self._deferred[deployment_id] = task
+                self._tasks.add(task)  # a strong reference until it is done
+                task.add_done_callback(self._tasks.discard)
+
+    async def _evaluate_later(self, deployment_id: uuid.UUID, delay: float) -> None:
+        await asyncio.sleep(delay)
+        # Leave the queue before checking: a batch committed during this check schedules the next one.
+        self._deferred.pop(deployment_id, None)
+        try:
+            await self._evaluate(deployment_id)
+        except Exception:
+            log.exception("deferred guardrail check of deployment %s failed", deployment_id)
+
+    async def _evaluate(self, deployment_id: uuid.UUID) -> None:
+        self._last_evaluated[deployment_id] = monotonic()
+        async with self.db.transaction() as session:
+            # SKIP LOCKED: a replica already evaluating this deployment sees these points too.
+            deployment = await repo.lock_for_evaluation(session, deployment_id=deployment_id)
+            if deployment is None:
+                return
+            breach = await self._breach(session, deployment)
+            if breach is None:
+                return
+            moment = now()
+            deployment.status = "paused"
+            deployment.paused_reason = {**breach, "at": rfc3339(moment)}
+            deployment.updated_at = moment
+            session.add(deployment)
+            data = deployment_event_data(deployment, reason=deployment.paused_reason)
+            await record_event(
+                session,
+                outbox,
+                type="deployment.guardrail_tripped",
+                project_id=deployment.project_id,
+                data=data,
+            )
+            await record_event(
+                session,
+                outbox,
+                type="deployment.updated",
+                project_id=deployment.project_id,
+                data={**data, "changes": {"status": ["active", "paused"]}},
+            )
+            log.warning("guardrail paused deployment %s: %s", deployment.id, breach)
 
     async def _breach(self, session: AsyncSession, deployment: Deployment) -> dict[str, Any] | None:
         rules = deployment.guardrails

@@ -202,7 +202,7 @@ def _servicers(settings: ServiceSettings, db: Database) -> list[tuple[Registrar,
         internal_token=settings.internal_token,
         deadline=settings.grpc_deadline_seconds,
     )
-    service = DeploymentsService(db, versions)
+    service = DeploymentsService(db, versions, guardrail_interval=settings.guardrail_interval_seconds)
     return [(deployments_pb2_grpc.add_DeploymentsServiceServicer_to_server, DeploymentsServicer(service))]
 
 
