@@ -39,12 +39,22 @@ def _millis(text: str) -> float:
 
 
 def run_wrk(
-    *, base_url: str, path: str, key: str, connections: int, seconds: int, threads: int = 2
+    *,
+    base_url: str,
+    key: str,
+    connections: int,
+    seconds: int,
+    path: str = "",
+    lua: str = "",
+    threads: int = 2,
 ) -> dict[str, float]:
-    """Requests/s, p50 and p99 (ms) and the count of non-2xx answers."""
+    """Requests/s, p50 and p99 (ms), the request count and the count of non-2xx answers.
+
+    `lua` is a wrk script; without one, GET `path` with another session id each time.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "sessions.lua"
-        script.write_text(SESSIONS_LUA.replace("{path}", path))
+        script = Path(tmp) / "load.lua"
+        script.write_text(lua or SESSIONS_LUA.replace("{path}", path))
         result = subprocess.run(
             [
                 ensure_wrk(),
@@ -66,5 +76,12 @@ def run_wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _millis(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _millis(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "requests": requests,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
