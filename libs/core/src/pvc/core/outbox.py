@@ -14,14 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.schema import SchemaItem
 
 from pvc.core.context import request_id_var
 
 
-def outbox_table(metadata: sa.MetaData, *, schema: str) -> sa.Table:
-    return sa.Table(
-        "outbox",
-        metadata,
+def _outbox_elements() -> list[SchemaItem]:
+    """The outbox columns and index, new on each call: a Column belongs to exactly one Table."""
+    return [
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
         sa.Column("type", sa.Text, nullable=False),
         sa.Column("project_id", UUID(as_uuid=True), nullable=False),
@@ -32,8 +32,11 @@ def outbox_table(metadata: sa.MetaData, *, schema: str) -> sa.Table:
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Index("ix_outbox_unpublished", "created_at", postgresql_where=sa.text("published_at IS NULL")),
-        schema=schema,
-    )
+    ]
+
+
+def outbox_table(metadata: sa.MetaData, *, schema: str) -> sa.Table:
+    return sa.Table("outbox", metadata, *_outbox_elements(), schema=schema)
 
 
 def notify_channel(schema: str) -> str:
@@ -102,13 +105,5 @@ def create_outbox_table(*, schema: str) -> None:
     """For a service's first migration: the same outbox table in every schema."""
     from alembic import op
 
-    table = outbox_table(sa.MetaData(), schema=schema)
-    op.create_table(table.name, *(column.copy() for column in table.columns), schema=schema)
-    for index in table.indexes:
-        op.create_index(
-            index.name or "",
-            table.name,
-            [c.name for c in index.columns],
-            schema=schema,
-            postgresql_where=index.dialect_options["postgresql"]["where"],
-        )
+    # create_table also emits the index given among the elements.
+    op.create_table("outbox", *_outbox_elements(), schema=schema)
