@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
+from sqlmodel import select
 
 import pvc.core.db
 from pvc.core.db import Database, create_engine, libpq_url
@@ -38,7 +39,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 async def backend_pid(db: Database) -> int:
     async with db.read() as session:
-        return int((await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
+        return int((await session.exec(select(sa.func.pg_backend_pid()))).one())
 
 
 def terminate(database_url: str, pid: int) -> None:
@@ -54,10 +55,10 @@ async def driver_status(session: object) -> TransactionStatus:
 
 async def test_reads_open_no_transaction_and_writes_one(db: Database) -> None:
     async with db.read() as session:
-        await session.execute(sa.text("SELECT 1"))
+        await session.exec(select(sa.literal(1)))
         assert await driver_status(session) == TransactionStatus.IDLE
     async with db.transaction() as session:
-        await session.execute(sa.text("SELECT 1"))
+        await session.exec(select(sa.literal(1)))
         assert await driver_status(session) == TransactionStatus.INTRANS
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import nats
 import pytest
 import sqlalchemy as sa
+from sqlmodel import select
 
 from pvc.core.db import Database, create_engine
 from pvc.core.events import connect, ensure_stream
@@ -74,8 +75,8 @@ async def add_events(db: Database, table: sa.Table, event_type: str, count: int)
 
 async def unpublished(db: Database, table: sa.Table, ids: list[uuid.UUID]) -> int:
     async with db.read() as session:
-        query = sa.select(sa.func.count()).where(table.c.id.in_(ids), table.c.published_at.is_(None))
-        return int((await session.execute(query)).scalar_one())
+        query = select(sa.func.count()).where(table.c.id.in_(ids), table.c.published_at.is_(None))
+        return int((await session.exec(query)).one())
 
 
 async def stream_messages(nats_url: str, subject: str) -> list[dict[str, Any]]:

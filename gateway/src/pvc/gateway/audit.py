@@ -270,7 +270,7 @@ class AuditWriter:
             return
         try:
             async with self.db.transaction() as session:
-                await session.execute(sa.insert(AuditLog), rows)
+                await session.exec(sa.insert(AuditLog), params=rows)
         except BaseException:
             self._rows[:0] = rows
             raise

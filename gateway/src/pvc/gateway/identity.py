@@ -178,7 +178,7 @@ class KeyStore:
             return
         async with self.db.transaction() as session:
             for key_id, at in pending.items():
-                await session.execute(
+                await session.exec(
                     sa.update(ApiKey)
                     .where(col(ApiKey.id) == key_id)
                     .where(sa.or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < at))
@@ -403,15 +403,15 @@ async def ensure_bootstrap(*, db: Database, pepper: str, key: str) -> uuid.UUID:
     """Create project `default` and the bootstrap admin key if missing; safe on every replica start."""
     now = datetime.now(UTC)
     async with db.transaction() as session:
-        await session.execute(
+        await session.exec(
             insert(Project)
             .values(id=uuid.uuid4(), name=DEFAULT_PROJECT, created_at=now)
             .on_conflict_do_nothing(index_elements=["name"])
         )
         project_id: uuid.UUID = (
-            await session.execute(sa.select(col(Project.id)).where(col(Project.name) == DEFAULT_PROJECT))
-        ).scalar_one()
-        await session.execute(
+            await session.exec(select(col(Project.id)).where(col(Project.name) == DEFAULT_PROJECT))
+        ).one()
+        await session.exec(
             insert(ApiKey)
             .values(
                 id=uuid.uuid4(),

@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.schema import SchemaItem
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pvc.core.context import request_id_var
 
@@ -94,10 +95,10 @@ async def record_event(
         .cte("recorded")
     )
     channel = notify_channel(str(table.schema))
-    statement = sa.select(sa.func.pg_notify(channel, "")).select_from(inserted)
+    statement = select(sa.func.pg_notify(channel, "")).select_from(inserted)
     if along:
         statement = statement.add_cte(*(change.cte(f"change_{i}") for i, change in enumerate(along)))
-    await session.execute(statement)
+    await session.exec(statement)
     return event_id
 
 

@@ -18,6 +18,7 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
+from sqlmodel import select
 
 from pvc.core.db import Database, libpq_url
 from pvc.core.events import connect, ensure_stream, subject_for
@@ -81,24 +82,24 @@ class OutboxRelay:
         t = self.table
         async with self.db.transaction() as session:
             rows = (
-                await session.execute(
-                    sa.select(t.c.id, t.c.type, t.c.payload, t.c.headers)
+                await session.exec(
+                    select(t.c.id, t.c.type, t.c.payload, t.c.headers)
                     .where(t.c.published_at.is_(None))
                     .order_by(t.c.created_at)
                     .limit(BATCH)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            for row in rows:
-                headers = {str(k): str(v) for k, v in (row.headers or {}).items()}
-                headers["Nats-Msg-Id"] = str(row.id)
+            for event_id, event_type, payload, stored_headers in rows:
+                headers = {str(k): str(v) for k, v in (stored_headers or {}).items()}
+                headers["Nats-Msg-Id"] = str(event_id)
                 await js.publish(  # type: ignore[attr-defined]
-                    subject_for(row.type), orjson.dumps(row.payload), headers=headers
+                    subject_for(event_type), orjson.dumps(payload), headers=headers
                 )
             if rows:
-                await session.execute(
+                await session.exec(
                     t.update()
-                    .where(t.c.id.in_([row.id for row in rows]))
+                    .where(t.c.id.in_([row[0] for row in rows]))
                     .values(published_at=datetime.now(UTC), attempts=t.c.attempts + 1)
                 )
         if rows:
@@ -108,7 +109,7 @@ class OutboxRelay:
     async def _delete_old(self) -> None:
         t = self.table
         async with self.db.transaction() as session:
-            await session.execute(t.delete().where(t.c.published_at < datetime.now(UTC) - KEEP_PUBLISHED))
+            await session.exec(t.delete().where(t.c.published_at < datetime.now(UTC) - KEEP_PUBLISHED))
 
     async def _listen(self) -> None:
         channel = notify_channel(str(self.table.schema))

@@ -64,7 +64,7 @@ async def find_policy(
 async def upsert_policy(session: AsyncSession, *, policy: GatePolicy) -> None:
     values = policy.model_dump()
     statement = insert(GatePolicy).values(**values)
-    await session.execute(
+    await session.exec(
         statement.on_conflict_do_update(
             index_elements=["project_id", "prompt_id"],
             set_={"policy": policy.policy, "updated_by": policy.updated_by, "updated_at": policy.updated_at},

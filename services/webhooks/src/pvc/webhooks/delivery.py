@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import sqlalchemy as sa
 from opentelemetry import propagate, trace
+from sqlmodel import col, select
 
 from pvc.core.clock import utcnow
 from pvc.core.db import Database, libpq_url
@@ -180,7 +181,7 @@ class DeliveryWorker:
                 .with_for_update(of=d, skip_locked=True)
             )
             rows = (
-                await session.execute(
+                await session.exec(
                     d.update()
                     .where(d.c.id.in_(due.scalar_subquery()))
                     .values(next_attempt_at=lease_until)
@@ -190,11 +191,9 @@ class DeliveryWorker:
             if not rows:
                 return []
             subscriptions = {
-                row.id: row
-                for row in await session.execute(
-                    sa.select(
-                        s.c.id, s.c.url, s.c.secret_enc, s.c.previous_secret_enc, s.c.previous_secret_until
-                    ).where(s.c.id.in_({r.subscription_id for r in rows}))
+                sub.id: sub
+                for sub in await session.exec(
+                    select(Subscription).where(col(Subscription.id).in_({r.subscription_id for r in rows}))
                 )
             }
         claimed = []
@@ -308,7 +307,7 @@ class DeliveryWorker:
         status, next_at = classify(outcome, retry_step=claimed.retry_step, now=now, rand=self.rand)
         async with self.db.transaction() as session:
             updated = (
-                await session.execute(
+                await session.exec(
                     d.update()
                     # Only while the lease is still ours: a redelivery or another worker took over otherwise.
                     .where(d.c.id == claimed.delivery_id, d.c.next_attempt_at == claimed.lease_until)
@@ -338,7 +337,7 @@ class DeliveryWorker:
                 )
             )
             if outcome.status_code == 410:
-                await session.execute(
+                await session.exec(
                     s.update()
                     .where(s.c.id == updated.subscription_id)
                     .values(active=False, disabled_reason="the receiver answered 410 Gone", updated_at=now)

@@ -52,8 +52,8 @@ async def active_subscriptions(
     """(id, project_id, events) of every active subscription of these projects."""
     if not project_ids:
         return []
-    rows = await session.execute(
-        sa.select(col(Subscription.id), col(Subscription.project_id), col(Subscription.events)).where(
+    rows = await session.exec(
+        select(col(Subscription.id), col(Subscription.project_id), col(Subscription.events)).where(
             col(Subscription.project_id).in_(set(project_ids)), col(Subscription.active).is_(True)
         )
     )
@@ -64,7 +64,7 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
     """Insert, skipping (subscription, event) pairs that already exist; returns how many were new."""
     if not rows:
         return 0
-    result = await session.execute(
+    result = await session.exec(
         insert(Delivery)
         .values(list(rows))
         .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
@@ -77,7 +77,7 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
 
 
 async def notify_deliveries(session: AsyncSession) -> None:
-    await session.execute(sa.select(sa.func.pg_notify(DELIVERY_CHANNEL, "")))
+    await session.exec(select(sa.func.pg_notify(DELIVERY_CHANNEL, "")))
 
 
 async def find_delivery(
