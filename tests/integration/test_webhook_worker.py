@@ -17,6 +17,7 @@ import pytest
 from pvc.core.context import Caller
 from pvc.core.db import Database, create_engine
 from pvc.core.migrations import upgrade
+from pvc.core.ssrf import OutboundPolicy, Resolver
 from pvc.devstack import Stack
 from pvc.webhooks.delivery import DeliveryWorker
 from pvc.webhooks.models import SCHEMA
@@ -24,7 +25,6 @@ from pvc.webhooks.schedule import RETRY_DELAYS
 from pvc.webhooks.service import WebhookService
 from pvc.webhooks.servicer import SPEC
 from pvc.webhooks.signing import SecretBox
-from pvc.webhooks.ssrf import Resolver
 
 from .receiver import Receiver, receiving
 from .scratch import scratch_database
@@ -69,17 +69,17 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 def service(db: Database, clock: Clock, resolver: Resolver | None = None) -> WebhookService:
-    return WebhookService(
-        db, box=BOX, resolver=resolver or fake_resolver({}), allow_private=True, clock=clock
-    )
+    policy = OutboundPolicy(allow_private=True, resolver=resolver or fake_resolver({}))
+    return WebhookService(db, box=BOX, policy=policy, clock=clock)
 
 
 def worker(db: Database, clock: Clock, resolver: Resolver | None = None, **kwargs: object) -> DeliveryWorker:
     return DeliveryWorker(
         db=db,
         box=BOX,
-        resolver=resolver or fake_resolver({}),
-        allow_private=kwargs.pop("allow_private", True),  # type: ignore[arg-type]
+        policy=OutboundPolicy(
+            allow_private=bool(kwargs.pop("allow_private", True)), resolver=resolver or fake_resolver({})
+        ),
         clock=clock,
         rand=random.Random(7).random,
         **kwargs,  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Settings refuse the development encryption key in production."""
+"""Settings refuse the development encryption key in production and malformed allowed networks."""
 
 from __future__ import annotations
 
@@ -29,3 +29,14 @@ def test_consumer_name_follows_the_database() -> None:
         durable_name(configured="", database_url="postgresql://u@h/my.db?sslmode=require") == "webhooks-my_db"
     )
     assert durable_name(configured="hooks", database_url="postgresql://u@h/x") == "hooks"
+
+
+def test_allowed_networks_are_parsed_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PVC_ENV", "dev")
+    monkeypatch.setenv("PVC_WEBHOOK_ALLOWED_NETWORKS", "10.8.0.0/16,fd00::/8")
+    policy = WebhookSettings().outbound_policy()
+    assert policy.allow_private is False
+    assert [str(n) for n in policy.allowed_networks] == ["10.8.0.0/16", "fd00::/8"]
+    monkeypatch.setenv("PVC_WEBHOOK_ALLOWED_NETWORKS", "10.8.0.0/33")
+    with pytest.raises(ValidationError, match="webhook_allowed_networks"):
+        WebhookSettings()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pvc.core.ssrf import parse_networks
+
 DEV_INTERNAL_TOKEN = "dev-internal-token"
+
+
+def _cidrs(value: str) -> str:
+    parse_networks(value)  # a malformed CIDR stops the process at start, not at the first request
+    return value
+
+
+# Comma-separated CIDRs, e.g. "10.20.0.0/16, fd00:1::/64"; empty = none.
+CidrList = Annotated[str, AfterValidator(_cidrs)]
 
 
 class CommonSettings(BaseSettings):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -28,13 +27,13 @@ from sqlmodel import col, select
 from pvc.core.clock import utcnow
 from pvc.core.db import Database, libpq_url
 from pvc.core.errors import ValidationFailed
+from pvc.core.ssrf import OutboundPolicy, PinnedClient
 from pvc.webhooks.metrics import ATTEMPT_SECONDS, ATTEMPTS
 from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.repository import DELIVERY_CHANNEL
 from pvc.webhooks.schedule import next_delay, parse_retry_after
 from pvc.webhooks.service import Clock
 from pvc.webhooks.signing import SecretBox, signature_header
-from pvc.webhooks.ssrf import Resolver, Target, resolve_target
 
 log = logging.getLogger("pvc.webhooks.delivery")
 tracer = trace.get_tracer("pvc.webhooks")
@@ -44,7 +43,6 @@ LEASE = timedelta(seconds=60)
 POLL_SECONDS = 1.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "pvc-webhooks/1.0"
-MAX_CLIENTS = 256
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,7 @@ class DeliveryWorker:
         *,
         db: Database,
         box: SecretBox,
-        resolver: Resolver,
-        allow_private: bool,
+        policy: OutboundPolicy,
         database_url: str | None = None,
         clock: Clock = utcnow,
         rand: Callable[[], float] = random.random,
@@ -100,16 +97,14 @@ class DeliveryWorker:
     ) -> None:
         self.db = db
         self.box = box
-        self.resolver = resolver
-        self.allow_private = allow_private
+        self.policy = policy
         self.database_url = database_url
         self.clock = clock
         self.rand = rand
         self.concurrency = concurrency
         self.timeout = timeout
-        self._ssl = ssl.create_default_context()
         self._wake = asyncio.Event()
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._http = PinnedClient(timeout=timeout)
 
     async def run(self) -> None:
         """Keep up to `concurrency` attempts in flight; claim more as slots free up or rows fall due."""
@@ -237,9 +232,7 @@ class DeliveryWorker:
             return int((time.monotonic() - began) * 1000)
 
         try:
-            target = await resolve_target(
-                claimed.url, resolver=self.resolver, allow_private=self.allow_private
-            )
+            target = await self.policy.check(claimed.url)
         except ValidationFailed as exc:
             return Outcome(None, f"refused: {exc.message}", None, elapsed())
         body = claimed.body.encode()
@@ -248,7 +241,6 @@ class DeliveryWorker:
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            "host": target.host_header,
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(
@@ -256,7 +248,7 @@ class DeliveryWorker:
             ),
         }
         try:
-            response = await self._post(target, headers=headers, body=body)
+            response = await self._http.post(target, headers=headers, body=body)
         except httpx.TimeoutException:
             return Outcome(None, f"timed out after {self.timeout:g} s", None, elapsed())
         except httpx.HTTPError as exc:
@@ -267,39 +259,8 @@ class DeliveryWorker:
             error += " (redirects are not followed)"
         return Outcome(code, error, response.headers.get("retry-after"), elapsed())
 
-    def _client(self, target: Target) -> httpx.AsyncClient:
-        """A pooled client per TLS name (one for all plain-HTTP targets).
-
-        Connections are pooled by the checked address, so a plain-HTTP connection serves any host name on
-        it; a TLS connection is tied to the name it was opened for (SNI and certificate), hence one client
-        per name.
-        """
-        key = target.host if target.scheme == "https" else ""
-        client = self._clients.pop(key, None)
-        if client is None:
-            client = httpx.AsyncClient(
-                verify=self._ssl, follow_redirects=False, trust_env=False, timeout=self.timeout
-            )
-            if len(self._clients) >= MAX_CLIENTS:
-                oldest = next(iter(self._clients))
-                asyncio.get_running_loop().create_task(self._clients.pop(oldest).aclose())
-        self._clients[key] = client  # most recently used last
-        return client
-
-    async def _post(self, target: Target, *, headers: dict[str, str], body: bytes) -> httpx.Response:
-        client = self._client(target)
-        request = client.build_request("POST", target.pinned_url, headers=headers, content=body)
-        if target.scheme == "https":
-            request.extensions["sni_hostname"] = target.host
-        # The answer's body is not used: close without reading it.
-        response = await client.send(request, stream=True)
-        await response.aclose()
-        return response
-
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._http.close()
 
     async def record(self, claimed: Claimed, outcome: Outcome, *, at: datetime) -> None:
         d, s = Delivery.__table__, Subscription.__table__  # type: ignore[attr-defined]

@@ -25,10 +25,10 @@ from pvc.core.pagination import (
     decode_time_cursor,
     encode_time_cursor,
 )
+from pvc.core.ssrf import OutboundPolicy
 from pvc.webhooks import repository as repo
 from pvc.webhooks.models import Attempt, Delivery, Subscription
 from pvc.webhooks.signing import SecretBox, new_secret
-from pvc.webhooks.ssrf import Resolver, resolve_target
 
 Clock = Callable[[], datetime]
 
@@ -144,18 +144,16 @@ class WebhookService:
         db: Database,
         *,
         box: SecretBox,
-        resolver: Resolver,
-        allow_private: bool,
+        policy: OutboundPolicy,
         clock: Clock = utcnow,
     ) -> None:
         self.db = db
         self.box = box
-        self.resolver = resolver
-        self.allow_private = allow_private
+        self.policy = policy
         self.clock = clock
 
     async def _check_url(self, url: str) -> None:
-        await resolve_target(url, resolver=self.resolver, allow_private=self.allow_private)
+        await self.policy.check(url)
 
     # -- subscriptions -------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from pvc.webhooks.models import SCHEMA, Attempt, Delivery, Subscription, outbox
 from pvc.webhooks.service import WebhookService
 from pvc.webhooks.settings import WebhookSettings
 from pvc.webhooks.signing import SecretBox
-from pvc.webhooks.ssrf import system_resolver
 
 # grpc ships no type information; the context is only passed through.
 Ctx: TypeAlias = Any
@@ -171,8 +170,7 @@ def _servicers(settings: ServiceSettings, db: Database) -> list[tuple[Registrar,
     service = WebhookService(
         db,
         box=SecretBox(s.webhook_encryption_key),
-        resolver=system_resolver,
-        allow_private=s.webhook_allow_private,
+        policy=s.outbound_policy(),
     )
     return [(webhooks_pb2_grpc.add_WebhookServiceServicer_to_server, WebhookServicer(service))]
 
@@ -188,8 +186,7 @@ def _background(settings: ServiceSettings, db: Database) -> list[Coroutine[Any, 
     worker = DeliveryWorker(
         db=db,
         box=SecretBox(s.webhook_encryption_key),
-        resolver=system_resolver,
-        allow_private=s.webhook_allow_private,
+        policy=s.outbound_policy(),
         database_url=s.database_url,
         concurrency=s.webhook_concurrency,
     )

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pydantic import model_validator
 
-from pvc.core.settings import ServiceSettings
+from pvc.core.settings import CidrList, ServiceSettings
+from pvc.core.ssrf import OutboundPolicy, parse_networks
 
 DEV_ENCRYPTION_KEY = "dev-webhook-key-not-secret"
 
@@ -13,6 +14,8 @@ class WebhookSettings(ServiceSettings):
     webhook_encryption_key: str = DEV_ENCRYPTION_KEY
     # Let subscriptions target loopback/private/reserved addresses (dev stack and tests only).
     webhook_allow_private: bool = False
+    # Networks subscriptions may target even though they are not public (e.g. an in-cluster receiver).
+    webhook_allowed_networks: CidrList = ""
     # Durable JetStream consumer name; empty = derived from the database name, so stacks sharing one
     # NATS server never take each other's events.
     webhook_consumer: str = ""
@@ -21,6 +24,12 @@ class WebhookSettings(ServiceSettings):
     webhook_consumer_inactive_seconds: float = 0
     # Deliveries sent at once by one process.
     webhook_concurrency: int = 16
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(
+            allow_private=self.webhook_allow_private,
+            allowed_networks=parse_networks(self.webhook_allowed_networks),
+        )
 
     @model_validator(mode="after")
     def _check(self) -> WebhookSettings:

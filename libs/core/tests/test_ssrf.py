@@ -1,11 +1,14 @@
-"""The SSRF guard with an injected resolver: every refused range, names resolving to them, and a public host."""
+"""The SSRF policy with an injected resolver: every refused range, names resolving to them, allowed networks,
+and a public host."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from pvc.core.errors import ValidationFailed
-from pvc.webhooks.ssrf import resolve_target
+from pvc.core.ssrf import OutboundPolicy, parse_networks, resolve_target
 
 
 def resolver_for(answers: dict[str, list[str]]):  # type: ignore[no-untyped-def]
@@ -49,7 +52,8 @@ async def test_refused_addresses(host: str, reason: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         await resolve_target(f"http://{host}:8080/hook", resolver=resolver_for({}), allow_private=False)
     assert reason in caught.value.message
-    assert caught.value.details == {"fields": {"url": caught.value.message}}
+    assert caught.value.message.startswith("url ")
+    assert caught.value.details == {"fields": {"url": caught.value.message.removeprefix("url ")}}
 
 
 async def test_a_name_resolving_to_a_private_address_is_refused() -> None:
@@ -103,3 +107,36 @@ async def test_allow_private_lets_loopback_through() -> None:
 async def test_malformed_or_unresolvable_urls_are_refused(url: str) -> None:
     with pytest.raises(ValidationFailed):
         await resolve_target(url, resolver=resolver_for({}), allow_private=True)
+
+
+async def test_allowed_networks_let_only_those_addresses_through() -> None:
+    resolver = resolver_for({"runner.internal": ["10.20.3.4"], "meta.internal": ["169.254.169.254"]})
+    policy = OutboundPolicy(allowed_networks=parse_networks("10.20.0.0/16, ::1/128"), resolver=resolver)
+    assert (await policy.check("http://runner.internal:8000/evaluate")).ip == "10.20.3.4"
+    assert (await policy.check("http://[::1]:8000/")).ip == "::1"
+    assert (await policy.check("http://[::ffff:10.20.9.9]/")).ip == "::ffff:a14:909"
+    for url in ("http://10.21.0.1/", "http://meta.internal/latest", "http://127.0.0.1/"):
+        with pytest.raises(ValidationFailed):
+            await policy.check(url)
+
+
+async def test_a_name_that_does_not_resolve_in_time_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pvc.core.ssrf.RESOLVE_TIMEOUT_SECONDS", 0.05)
+
+    async def stuck(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    with pytest.raises(ValidationFailed, match="did not resolve within"):
+        await OutboundPolicy(resolver=stuck).check("https://slow.example.com/")
+
+
+def test_parse_networks() -> None:
+    assert parse_networks("") == ()
+    assert [str(n) for n in parse_networks(" 10.0.0.0/8 ,fd00::/8,192.168.1.7")] == [
+        "10.0.0.0/8",
+        "fd00::/8",
+        "192.168.1.7/32",
+    ]
+    with pytest.raises(ValueError, match="does not appear"):
+        parse_networks("10.0.0.0/8,not-a-network")
