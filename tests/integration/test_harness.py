@@ -64,13 +64,13 @@ def test_harness_configuration(api: httpx.Client, client_for: ClientFactory) -> 
     assert body["timeoutSeconds"] == 300
     updated = api.put(
         f"/api/v1/evaluations/harnesses/{name}",
-        json={"url": "https://harness.example/run", "timeoutSeconds": 5},
+        json={"url": "https://93.184.216.34/run", "timeoutSeconds": 5},
     )
     assert "secret" not in updated.json()
-    assert updated.json()["url"] == "https://harness.example/run"
+    assert updated.json()["url"] == "https://93.184.216.34/run"
     listed = api.get("/api/v1/evaluations/harnesses").json()["data"]
     mine = [h for h in listed if h["name"] == name]
-    assert mine == [{**mine[0], "url": "https://harness.example/run", "timeoutSeconds": 5}]
+    assert mine == [{**mine[0], "url": "https://93.184.216.34/run", "timeoutSeconds": 5}]
     assert all("secret" not in h for h in listed)
     stranger = client_for(scopes=["admin"], project=unique("proj"))
     assert name not in [h["name"] for h in stranger.get("/api/v1/evaluations/harnesses").json()["data"]]

@@ -288,6 +288,7 @@ def test_stack_starts_heals_and_stops(stack: Stack, scratch: Path) -> None:
     assert env["PVC_ENV"] == "dev"
     assert env["PVC_DATA_DIR"] == str(data)
     assert env["PVC_WEBHOOK_ALLOW_PRIVATE"] == "true"
+    assert env["PVC_HARNESS_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
     assert env["PVC_BOOTSTRAP_API_KEY"] == stack.admin_key
     assert env["PVC_INTERNAL_TOKEN"] == stack.internal_token
     assert env["PVC_API_KEY_PEPPER"] == (data / "pepper").read_text().strip()

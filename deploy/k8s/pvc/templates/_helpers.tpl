@@ -60,6 +60,14 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ printf "%s:50051" (include "pvc.serviceHost" (dict "root" $ "name" $name)) | quote }}
 {{- end }}
 {{- end }}
+{{- with .Values.outbound.harnessAllowedNetworks }}
+- name: PVC_HARNESS_ALLOWED_NETWORKS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.outbound.webhookAllowedNetworks }}
+- name: PVC_WEBHOOK_ALLOWED_NETWORKS
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.otlpEndpoint | quote }}

@@ -290,6 +290,10 @@ class Stack:
                 "PVC_ENV": "dev",
                 "PVC_DATA_DIR": str(self._data_dir),
                 "PVC_WEBHOOK_ALLOW_PRIVATE": "true",
+                # Harnesses on this machine work; other non-public targets are refused as in production.
+                "PVC_HARNESS_ALLOWED_NETWORKS": os.environ.get(
+                    "PVC_HARNESS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128"
+                ),
                 # Where clients (and harness callbacks) reach the API: Envoy.
                 "PVC_PUBLIC_URL": self.base_url,
                 "PVC_INTERNAL_TOKEN": self._internal_token,

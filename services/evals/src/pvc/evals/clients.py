@@ -10,7 +10,9 @@ import httpx
 import orjson
 
 from pvc.core.context import Caller
+from pvc.core.errors import ValidationFailed
 from pvc.core.grpc_client import call_metadata, error_from_rpc, open_channel
+from pvc.core.ssrf import OutboundPolicy, PinnedClient
 from pvc.evals import signing
 from pvc.evals.service import VersionInfo
 from pvc.v1 import registry_pb2, registry_pb2_grpc
@@ -48,13 +50,22 @@ class RegistryVersions:
 
 
 class HarnessSender:
-    """POSTs a trigger, signed the Standard Webhooks way; redirects are refused, not followed."""
+    """POSTs a trigger, signed the Standard Webhooks way; redirects are refused, not followed.
 
-    def __init__(self, *, request_timeout: float) -> None:
+    The URL is checked against the SSRF policy again at send time and the connection goes to the address
+    that was checked, so a harness name re-pointed at an internal address after registration is refused.
+    """
+
+    def __init__(self, *, policy: OutboundPolicy, request_timeout: float) -> None:
+        self.policy = policy
         self.request_timeout = request_timeout
-        self.client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.client = PinnedClient(timeout=request_timeout)
 
     async def __call__(self, url: str, secret: str, body: bytes, wait_seconds: float) -> str | None:
+        try:
+            target = await self.policy.check(url)
+        except ValidationFailed as exc:
+            return f"refused: {exc.message}"
         headers = {
             "content-type": "application/json",
             "user-agent": "pvc-evals",
@@ -62,7 +73,7 @@ class HarnessSender:
         }
         try:
             response = await self.client.post(
-                url, content=body, headers=headers, timeout=min(wait_seconds, self.request_timeout)
+                target, headers=headers, body=body, seconds=min(wait_seconds, self.request_timeout)
             )
         except httpx.HTTPError as exc:
             return f"harness unreachable: {type(exc).__name__}"

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,6 +27,7 @@ from pvc.core.pagination import (
     decode_time_cursor,
     encode_time_cursor,
 )
+from pvc.core.ssrf import OutboundPolicy
 from pvc.evals import gate, signing
 from pvc.evals import repository as repo
 from pvc.evals.models import Evaluation, GatePolicy, Harness, outbox
@@ -106,12 +106,6 @@ def validate_result(
         raise _invalid("externalId", "must be at most 500 characters")
 
 
-def validate_harness_url(url: str) -> None:
-    parts = urlsplit(url)
-    if len(url) > 2048 or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _invalid("url", "must be an absolute http(s) URL of at most 2048 characters")
-
-
 def evaluation_document(ev: Evaluation) -> dict[str, Any]:
     """The REST shape of an evaluation; also what gate answers and events carry."""
     return {
@@ -154,12 +148,14 @@ class EvalsService:
         *,
         versions: VersionLookup,
         sender: Sender,
+        policy: OutboundPolicy,
         public_url: str,
         callback_tolerance: int = 300,
     ) -> None:
         self.db = db
         self.lookup = versions
         self.sender = sender
+        self.policy = policy
         self.public_url = public_url.rstrip("/")
         self.callback_tolerance = callback_tolerance
         # Trigger sends in flight; kept so they are not garbage-collected mid-way.
@@ -307,11 +303,12 @@ class EvalsService:
     ) -> tuple[Harness, str | None]:
         """Create or update; returns the harness and its secret when it is new or was replaced."""
         validate_harness_name(name)
-        validate_harness_url(url)
         if not math.isfinite(timeout_seconds) or not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
             raise _invalid("timeoutSeconds", f"must be between 0 and {MAX_TIMEOUT_SECONDS:g}")
         if secret and not signing.valid_secret(secret):
             raise _invalid("secret", "must be whsec_ followed by base64 of at least 24 bytes")
+        # The SSRF policy, before any transaction: it may wait on DNS. Checked again at every send.
+        await self.policy.check(url)
         moment = now()
         async with self.db.transaction() as session:
             harness = await repo.find_harness(

@@ -158,6 +158,7 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):
 
 def _service(settings: ServiceSettings, db: Database) -> EvalsService:
     assert isinstance(settings, EvalsSettings)
+    policy = settings.outbound_policy()
     return EvalsService(
         db,
         versions=RegistryVersions(
@@ -165,7 +166,8 @@ def _service(settings: ServiceSettings, db: Database) -> EvalsService:
             internal_token=settings.internal_token,
             deadline=settings.grpc_deadline_seconds,
         ),
-        sender=HarnessSender(request_timeout=settings.harness_request_timeout_seconds),
+        sender=HarnessSender(policy=policy, request_timeout=settings.harness_request_timeout_seconds),
+        policy=policy,
         public_url=settings.public_url,
         callback_tolerance=settings.callback_tolerance_seconds,
     )

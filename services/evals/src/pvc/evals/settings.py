@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from pvc.core.settings import ServiceSettings
+from pvc.core.settings import CidrList, ServiceSettings
+from pvc.core.ssrf import OutboundPolicy, parse_networks
 
 
 class EvalsSettings(ServiceSettings):
@@ -14,3 +15,13 @@ class EvalsSettings(ServiceSettings):
     harness_request_timeout_seconds: float = 10.0
     # Accepted clock skew on a callback's webhook-timestamp.
     callback_tolerance_seconds: int = 300
+    # Harness URLs go through the SSRF policy (pvc.core.ssrf): only public addresses, plus these networks
+    # (e.g. the cluster network of an in-cluster harness), or anything with allow_private (dev only).
+    harness_allow_private: bool = False
+    harness_allowed_networks: CidrList = ""
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(
+            allow_private=self.harness_allow_private,
+            allowed_networks=parse_networks(self.harness_allowed_networks),
+        )
