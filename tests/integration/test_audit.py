@@ -1,9 +1,11 @@
-"""The audit log: a row for every mutating route (with before/after), every 401/403, append-only."""
+"""The audit log: a row for every mutating route (with before/after), every 401/403, append-only, committed
+before the answer."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from pvc.devstack import Stack
 
+from .gating import wait_for
 from .support import assert_error, audit_rows, create_key, project_id, unique
 
 DUMMY_ID = "00000000-0000-4000-8000-000000000000"
@@ -76,7 +79,7 @@ def test_prompt_changes_have_before_and_after(api: httpx.Client) -> None:
 
     assert writer.post(f"/api/v1/prompts/{name}/tags/staging", json={"version": 1}).status_code == 200
     assert writer.post(f"/api/v1/prompts/{name}/tags/staging", json={"version": 2}).status_code == 200
-    rows = audit_rows(api, resourceId=f"{name}/staging", action="tag.set", until=lambda r: len(r) == 2)
+    rows = audit_rows(api, resourceId=f"{name}/staging", action="tag.set")
     newest, oldest = rows
     assert oldest["before"] is None
     assert oldest["after"]["versionNumber"] == 1
@@ -185,7 +188,7 @@ def test_filters_and_pagination(api: httpx.Client) -> None:
     for description in ("b", "c", "d"):
         assert api.put(f"/api/v1/prompts/{name}", json={"description": description}).status_code == 200
     prompt_id = api.get(f"/api/v1/prompts/{name}").json()["id"]
-    rows = audit_rows(api, resourceId=prompt_id, until=lambda r: len(r) == 4)
+    rows = audit_rows(api, resourceId=prompt_id)
     assert [r["action"] for r in rows] == ["prompt.update"] * 3 + ["prompt.create"]
     assert [r["after"]["description"] for r in rows[:3]] == ["d", "c", "b"]
 
@@ -254,3 +257,98 @@ def test_audit_log_is_append_only_in_the_database(api: httpx.Client, stack: Stac
         pytest.raises(psycopg.errors.RaiseException, match="append-only"),
     ):
         conn.execute(statement)
+
+
+# -- group commit: the row is committed before the answer ---------------------------------------------
+
+
+def _rows_in_db(stack: Stack, request_id: str) -> list[tuple[str, str]]:
+    """Straight from PostgreSQL, right now: no API, no waiting."""
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute(
+            "SELECT action, outcome FROM gateway.audit_logs WHERE request_id = %s", (request_id,)
+        ).fetchall()
+    return [(str(action), str(outcome)) for action, outcome in rows]
+
+
+def _metric(stack: Stack, name: str) -> float:
+    text = httpx.get(f"{stack.base_url}/metrics").text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    return values[0] if values else 0.0
+
+
+def test_the_audit_row_is_committed_before_the_answer(
+    api: httpx.Client, anon: httpx.Client, stack: Stack
+) -> None:
+    """No sleep, no polling: whatever the client was told, the audit log already holds."""
+    for _ in range(5):
+        request_id = f"commit-{uuid.uuid4().hex}"
+        created = api.post("/api/v1/prompts", json={"name": unique()}, headers={"X-Request-Id": request_id})
+        assert created.status_code == 201
+        assert _rows_in_db(stack, request_id) == [("prompt.create", "success")]
+    request_id = f"commit-{uuid.uuid4().hex}"
+    refused = api.post(
+        "/api/v1/prompts/no-such-prompt/versions",
+        json={"template": "x"},
+        headers={"X-Request-Id": request_id},
+    )
+    assert refused.status_code == 404
+    assert _rows_in_db(stack, request_id) == [("version.create", "failure")]
+    request_id = f"commit-{uuid.uuid4().hex}"
+    denied = anon.post("/api/v1/prompts", json={"name": unique()}, headers={"X-Request-Id": request_id})
+    assert denied.status_code == 401
+    assert _rows_in_db(stack, request_id) == [("prompt.create", "denied")]
+
+
+def test_concurrent_writers_each_find_their_row_on_return(api: httpx.Client, stack: Stack) -> None:
+    """Many requests share commits; each still returns only once its own row is in."""
+
+    def one(_: int) -> list[tuple[str, str]]:
+        request_id = f"group-{uuid.uuid4().hex}"
+        with httpx.Client(base_url=api.base_url, headers=api.headers, timeout=30) as client:
+            response = client.post(
+                "/api/v1/prompts", json={"name": unique()}, headers={"X-Request-Id": request_id}
+            )
+            assert response.status_code == 201, response.text
+        return _rows_in_db(stack, request_id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(one, range(40)))
+    assert found == [[("prompt.create", "success")]] * 40
+
+
+def test_a_failing_audit_write_still_answers_and_the_row_follows(api: httpx.Client, stack: Stack) -> None:
+    """The audit table refuses inserts for a while (as when its database is down): the committed change
+    is still answered truthfully, the failure is counted, and the row is written once inserts work again."""
+    name = unique()
+    request_id = f"down-{uuid.uuid4().hex}"
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION gateway.test_audit_down() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit store down (test)'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER test_audit_down BEFORE INSERT ON gateway.audit_logs"
+            " FOR EACH STATEMENT EXECUTE FUNCTION gateway.test_audit_down()"
+        )
+        try:
+            failures = _metric(stack, "pvc_audit_write_failures_total")
+            created = api.post("/api/v1/prompts", json={"name": name}, headers={"X-Request-Id": request_id})
+            assert created.status_code == 201, created.text
+            assert api.get(f"/api/v1/prompts/{name}").status_code == 200
+            assert _rows_in_db(stack, request_id) == []
+            assert _metric(stack, "pvc_audit_write_failures_total") > failures
+            assert _metric(stack, "pvc_audit_queue_rows") >= 1
+        finally:
+            conn.execute("DROP TRIGGER test_audit_down ON gateway.audit_logs")
+            conn.execute("DROP FUNCTION gateway.test_audit_down()")
+    # Retried with backoff (at most 5 s apart): the queued row arrives by itself.
+    wait_for(lambda: _rows_in_db(stack, request_id), timeout=15, interval=0.1)
+    assert _rows_in_db(stack, request_id) == [("prompt.create", "success")]
+    # And answers wait for their rows again.
+    request_id = f"back-{uuid.uuid4().hex}"
+    assert (
+        api.post("/api/v1/prompts", json={"name": unique()}, headers={"X-Request-Id": request_id}).status_code
+        == 201
+    )
+    assert _rows_in_db(stack, request_id) == [("prompt.create", "success")]

@@ -105,7 +105,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             cache_seconds=settings.key_cache_seconds,
             cache_seconds_with_events=settings.key_cache_seconds_with_events,
         )
-        app.state.audit = AuditWriter(db=db, flush_seconds=settings.audit_flush_seconds)
+        app.state.audit = AuditWriter(db=db, wait_seconds=settings.audit_wait_seconds)
         app.state.audit.start()
         app.state.backends = Backends(settings)
         app.state.nats = NatsLink(settings.nats_url)

@@ -1,4 +1,4 @@
-"""The audit log: which rule audits a route, what a row holds, and the batched writer.
+"""The audit log: which rule audits a route, what a row holds, and the group-commit writer.
 
 Every non-GET route under `/api/v1` is audited automatically (see docs/identity.md): the action is
 derived from the method and the route template (`POST /prompts` -> `prompt.create`,
@@ -15,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import col, select
 
 from pvc.core.db import Database
@@ -42,6 +47,19 @@ _SECRET_NAMES = frozenset({"key", "apikey", "token", "pepper", "authorization", 
 _SECRET_SUFFIXES = ("secret", "password", "token", "apikey")
 _SECRET_VALUE = re.compile(r"^(pvc_[0-9A-Za-z]{20,}|whsec_\S+)$")
 _MAX_QUEUE = 100_000
+# Backoff between attempts while audit writes fail.
+_RETRY_FIRST = 0.1
+_RETRY_MAX = 5.0
+
+AUDIT_ROWS_WRITTEN = Counter("pvc_audit_rows_written_total", "Audit rows committed")
+AUDIT_WRITE_FAILURES = Counter("pvc_audit_write_failures_total", "Failed audit write attempts (rows kept)")
+AUDIT_ROWS_DROPPED = Counter("pvc_audit_rows_dropped_total", "Audit rows given up on (logged)", ["reason"])
+AUDIT_QUEUE = Gauge("pvc_audit_queue_rows", "Audit rows waiting to be written")
+AUDIT_WRITE_SECONDS = Histogram(
+    "pvc_audit_write_seconds",
+    "Time to commit one batch of audit rows",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +219,41 @@ def audit_json(row: AuditLog) -> dict[str, Any]:
     }
 
 
-class AuditWriter:
-    """Queues rows in memory and inserts them in batches; `close()` flushes, so a graceful stop loses none."""
+@dataclass(slots=True)
+class _Queued:
+    row: dict[str, Any]
+    # True once the row is committed; False when it is not (yet): a failed write, a refused row, shutdown.
+    done: asyncio.Future[bool]
 
-    def __init__(self, *, db: Database, flush_seconds: float) -> None:
+
+class AuditWriter:
+    """Group commit of audit rows: a request's answer leaves only after its row is committed.
+
+    `write()` queues a row and waits for it. One writer task takes everything queued, inserts it in one
+    transaction and wakes those waiters; rows queued meanwhile go into the next transaction. Nothing
+    sleeps on purpose, so an idle writer adds one insert round trip to a request, and under load many
+    requests share one commit.
+
+    The change the row describes is already committed by the service when the row is written, so a
+    failing audit write never turns the answer into an error: the waiter gives up after `wait_seconds`
+    (or at once when the write fails), the answer goes out, and the row stays queued and is retried with
+    backoff until the database takes it. While writes fail, requests do not wait at all. Every failure
+    is logged and counted (`pvc_audit_*` metrics). Inserts are idempotent (`ON CONFLICT (id) DO
+    NOTHING`), so a commit whose acknowledgement was lost is safely retried. Rows that can never be
+    stored, a full queue, and rows still unwritten at shutdown are logged in full, so the log is the last
+    place they exist.
+    """
+
+    def __init__(self, *, db: Database, wait_seconds: float) -> None:
         self.db = db
-        self.flush_seconds = flush_seconds
-        self._rows: list[dict[str, Any]] = []
+        self.wait_seconds = wait_seconds
+        self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # False after a failed write (or a waiter timing out) until a write succeeds.
+        self.healthy = True
 
-    def record(
+    async def write(
         self,
         *,
         project_id: uuid.UUID | None,
@@ -225,65 +267,137 @@ class AuditWriter:
         outcome: str,
         request_id: str | None,
         ip: str | None,
-    ) -> None:
-        if len(self._rows) >= _MAX_QUEUE:
-            log.error("audit queue full; dropping a row for %s", action)
-            return
-        self._rows.append(
-            {
-                "id": uuid.uuid4(),
-                "project_id": project_id,
-                "at": datetime.now(UTC),
-                "actor_id": actor_id,
-                "actor_name": actor_name,
-                "action": action,
-                "resource_type": resource_type,
-                "resource_id": resource_id,
-                "before": redact(before) if before is not None else None,
-                "after": redact(after) if after is not None else None,
-                "outcome": outcome,
-                "request_id": request_id,
-                "ip": ip,
-            }
-        )
+    ) -> bool:
+        """Queue a row and wait until it is committed; False when it is queued but not (yet) written."""
+        row = {
+            "id": uuid.uuid4(),
+            "project_id": project_id,
+            "at": datetime.now(UTC),
+            "actor_id": actor_id,
+            "actor_name": actor_name,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "before": redact(before) if before is not None else None,
+            "after": redact(after) if after is not None else None,
+            "outcome": outcome,
+            "request_id": request_id,
+            "ip": ip,
+        }
+        if len(self._queue) >= _MAX_QUEUE:
+            AUDIT_ROWS_DROPPED.labels("queue_full").inc()
+            log.error("audit queue full (%d rows); row not written: %s", _MAX_QUEUE, _dump(row))
+            return False
+        queued = _Queued(row, asyncio.get_running_loop().create_future())
+        self._queue.append(queued)
+        AUDIT_QUEUE.set(len(self._queue))
         self._wake.set()
+        if not self.healthy or self._task is None:
+            return False
+        try:
+            # Shielded: a request that stops waiting (timeout, client gone) leaves its row queued.
+            return await asyncio.wait_for(asyncio.shield(queued.done), self.wait_seconds)
+        except TimeoutError:
+            if self.healthy:
+                self.healthy = False
+                log.error(
+                    "audit write did not commit within %.1f s; answering without waiting until it does",
+                    self.wait_seconds,
+                )
+            return False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        backoff = _RETRY_FIRST
         while True:
             await self._wake.wait()
-            # Let a burst accumulate into one INSERT.
-            await asyncio.sleep(self.flush_seconds)
             self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
             try:
-                await self.flush()
-            except Exception as exc:  # keep the rows and retry; the database may be restarting
-                log.warning("could not write audit rows (will retry): %s", exc)
+                await self._insert(batch)
+            except asyncio.CancelledError:
+                self._queue[:0] = batch
+                raise
+            except Exception as exc:
+                self._queue[:0] = batch  # oldest first, retried before anything newer
+                self.healthy = False
+                AUDIT_WRITE_FAILURES.inc()
+                log.error(
+                    "could not write %d audit rows (%s); they stay queued, retrying in %.1f s",
+                    len(self._queue),
+                    exc,
+                    backoff,
+                )
+                for queued in batch:
+                    _resolve(queued, False)  # the answers go out; the rows wait for the database
+                AUDIT_QUEUE.set(len(self._queue))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX)
                 self._wake.set()
-                await asyncio.sleep(1.0)
+                continue
+            if not self.healthy:
+                log.warning("audit rows are being written again")
+            self.healthy = True
+            backoff = _RETRY_FIRST
+            AUDIT_QUEUE.set(len(self._queue))
+            for queued in batch:
+                _resolve(queued, True)
 
-    async def flush(self) -> None:
-        rows, self._rows = self._rows, []
-        if not rows:
-            return
+    async def _insert(self, batch: list[_Queued]) -> None:
+        """One transaction for the batch; a row the database refuses as such is logged and dropped."""
+        started = time.monotonic()
         try:
-            async with self.db.transaction() as session:
-                await session.exec(sa.insert(AuditLog), params=rows)
-        except BaseException:
-            self._rows[:0] = rows
-            raise
+            await self._insert_rows([q.row for q in batch])
+        except (DataError, IntegrityError):
+            if len(batch) == 1:
+                AUDIT_ROWS_DROPPED.labels("invalid").inc()
+                log.exception("the database refuses this audit row; not written: %s", _dump(batch[0].row))
+                _resolve(batch[0], False)
+                return
+            # Find the bad row(s): alone, each row either goes in or is dropped (already-written rows
+            # are skipped by ON CONFLICT, so a retry after a transient failure here is harmless).
+            for queued in batch:
+                await self._insert([queued])
+            return
+        AUDIT_WRITE_SECONDS.observe(time.monotonic() - started)
+        AUDIT_ROWS_WRITTEN.inc(len(batch))
+
+    async def _insert_rows(self, rows: list[dict[str, Any]]) -> None:
+        statement = insert(AuditLog).on_conflict_do_nothing(index_elements=["id"])
+        async with self.db.transaction() as session:
+            await session.exec(statement, params=rows)
 
     async def close(self) -> None:
+        """Stop the writer and write what is queued; what cannot be written is logged row by row."""
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
         try:
-            await self.flush()
+            await self._insert(batch)
         except Exception:
-            log.exception("could not write %d audit rows at shutdown", len(self._rows))
+            log.exception("could not write %d audit rows at shutdown; logging them instead", len(batch))
+            for queued in batch:
+                log.error("audit row not written: %s", _dump(queued.row))
+        for queued in batch:
+            _resolve(queued, False)
+
+
+def _resolve(queued: _Queued, committed: bool) -> None:
+    if not queued.done.done():
+        queued.done.set_result(committed)
+
+
+def _dump(row: dict[str, Any]) -> str:
+    return orjson.dumps(row, default=str).decode()
 
 
 async def list_audit(

@@ -2,7 +2,9 @@
 
 It authenticates the bearer key once (the KeyStore cache makes that a dict lookup), so the per-key
 bucket can be charged before any handler runs; `auth.require` then only checks the scope. It records
-an audit row for every non-GET `/api/v1` request and every 401/403, after the handler answered.
+an audit row for every non-GET `/api/v1` request and every 401/403 once the handler answered, and holds
+that answer back until the row is committed (see `AuditWriter`), so a crash cannot lose the row of a
+change the client was told about.
 """
 
 from __future__ import annotations
@@ -125,17 +127,23 @@ class IdentityMiddleware:
         status = 500
         capture = rule is not None
         chunks: list[bytes] = []
+        # An audited answer is held here until its audit row is committed.
+        held: list[Message] | None = [] if capture else None
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, capture
+            nonlocal status, capture, held
             if message["type"] == "http.response.start":
                 status = message["status"]
-                capture = capture or status in (401, 403)
+                if is_api and status in (401, 403) and not capture:
+                    capture, held = True, []
                 if decision is not None:
                     message["headers"] = [*message.get("headers", []), *_limit_headers(decision)]
             elif message["type"] == "http.response.body" and capture:
                 chunks.append(message.get("body", b""))
-            await send(message)
+            if held is not None:
+                held.append(message)
+            else:
+                await send(message)
 
         after_read: Any = None
         try:
@@ -146,7 +154,14 @@ class IdentityMiddleware:
                 after_read = await self._read(scope, principal)
         finally:
             if is_api and (rule is not None or status in (401, 403)):
-                self._audit(scope, request_state, rule, status, before, b"".join(chunks), after_read)
+                try:
+                    await self._audit(
+                        scope, request_state, rule, status, before, b"".join(chunks), after_read
+                    )
+                except Exception:  # the answer (of a change already made) must still go out
+                    log.exception("could not audit %s %s", scope["method"], scope["path"])
+            for message in held or ():
+                await send(message)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -192,7 +207,7 @@ class IdentityMiddleware:
         except orjson.JSONDecodeError:
             return None
 
-    def _audit(
+    async def _audit(
         self,
         scope: Scope,
         request_state: dict[str, Any],
@@ -219,7 +234,7 @@ class IdentityMiddleware:
             error = parsed.get("error") if isinstance(parsed, dict) else None
             after = {"status": status, "error": error}
         principal: Principal | None = request_state.get("principal")
-        writer.record(
+        await writer.write(
             project_id=principal.project_id if principal else None,
             actor_id=str(principal.key_id) if principal else None,
             actor_name=principal.name if principal else None,

@@ -34,8 +34,9 @@ class GatewaySettings(CommonSettings):
     # Peers whose X-Forwarded-For is believed (the edge Envoy); anyone else's is ignored.
     # Comma-separated CIDRs.
     trusted_proxies: str = "127.0.0.1/32,::1/128"
-    # Audit rows are written in batches by a background task, flushed at shutdown.
-    audit_flush_seconds: float = 0.05
+    # A mutating request's answer waits for its audit row to commit (group commit), at most this long;
+    # a row not committed by then stays queued and is retried (docs/identity.md).
+    audit_wait_seconds: float = 1.0
     # Prompt resolve answers cached on this replica; events evict them sooner (docs/deployments.md).
     resolve_cache_seconds: float = 5.0
     # How long an expired answer may still be served while the services behind it are unreachable.
