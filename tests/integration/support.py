@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,8 @@ import psycopg
 
 from pvc.core.apikeys import generate_api_key, hash_api_key, key_prefix
 from pvc.devstack import Stack
+from pvc.devstack.ports import free_port
+from pvc.devstack.stack import SERVICES
 
 ClientFactory = Callable[..., httpx.Client]
 
@@ -109,3 +116,41 @@ def audit_rows(api: httpx.Client, **filters: str) -> list[dict[str, Any]]:
     assert listed.status_code == 200, listed.text
     rows: list[dict[str, Any]] = listed.json()["data"]
     return rows
+
+
+@contextmanager
+def gateway_replica(stack: Stack, *, name: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """One more gateway process on the stack's database, NATS and services, with `env` on top; yields its
+    URL once /ready is 200. Reached directly, not through Envoy; its log is `logs/<name>.log`."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": stack.database_url,
+        "NATS_URL": stack.nats_url,
+        "PVC_ENV": "dev",
+        "PVC_INTERNAL_TOKEN": stack.internal_token,
+        "PVC_API_KEY_PEPPER": (Path(stack.data_dir) / "pepper").read_text().strip(),
+        **{f"PVC_{service.upper()}_ADDR": stack.service_addr(service) for service in SERVICES},
+        "PVC_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PVC_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    log = (Path(stack.data_dir) / "logs" / f"{name}.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "pvc.gateway"], env=full_env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, f"{name} exited"
+            assert time.monotonic() < deadline, f"{name} never became ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()

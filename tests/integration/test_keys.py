@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -16,10 +12,8 @@ import pytest
 
 from pvc.core.apikeys import has_valid_checksum
 from pvc.devstack import Stack
-from pvc.devstack.ports import free_port
-from pvc.devstack.stack import SERVICES
 
-from .support import ClientFactory, assert_error, create_key, project_id, unique
+from .support import ClientFactory, assert_error, create_key, gateway_replica, project_id, unique
 
 
 def bearer(key: object) -> dict[str, str]:
@@ -175,38 +169,9 @@ def test_key_expires(api: httpx.Client, anon: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def second_gateway(stack: Stack) -> Iterator[str]:
     """Another gateway replica on the same database and NATS, reached directly (not through Envoy)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": stack.database_url,
-        "NATS_URL": stack.nats_url,
-        "PVC_ENV": "dev",
-        "PVC_INTERNAL_TOKEN": stack.internal_token,
-        "PVC_API_KEY_PEPPER": (Path(stack.data_dir) / "pepper").read_text().strip(),
-        **{f"PVC_{name.upper()}_ADDR": stack.service_addr(name) for name in SERVICES},
-        "PVC_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PVC_LOG_LEVEL": "warning",
-    }
-    log = (Path(stack.data_dir) / "logs" / "gateway-replica-2.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "pvc.gateway"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "second gateway exited"
-            assert time.monotonic() < deadline, "second gateway never became ready"
-            time.sleep(0.2)
+    with gateway_replica(stack, name="gateway-replica-2") as url:
         time.sleep(0.5)  # its api_key.* subscription is made right after NATS connects
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_revocation_reaches_every_replica_within_one_second(
