@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pvc.core.ssrf import parse_networks
 from pvc.gateway.audit import REDACTED, derive_rule, redact, resource_id
-from pvc.gateway.guard import client_ip, parse_networks
+from pvc.gateway.guard import client_ip
 from pvc.gateway.identity import Principal
 from pvc.gateway.ratelimit import RateLimiter
 

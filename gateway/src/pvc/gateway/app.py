@@ -18,11 +18,12 @@ from pydantic.json_schema import models_json_schema
 from pvc.core.db import Database, create_engine
 from pvc.core.logging import configure_logging
 from pvc.core.relay import OutboxRelay
+from pvc.core.ssrf import parse_networks
 from pvc.core.telemetry import configure_tracing
 from pvc.gateway.audit import AuditWriter
 from pvc.gateway.clients import Backends
 from pvc.gateway.errors import install_error_handlers
-from pvc.gateway.guard import IdentityMiddleware, parse_networks
+from pvc.gateway.guard import IdentityMiddleware
 from pvc.gateway.identity import KeyStore, ensure_bootstrap
 from pvc.gateway.middleware import GatewayMiddleware
 from pvc.gateway.models import outbox

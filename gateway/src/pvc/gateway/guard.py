@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pvc.core.context import request_id_var
 from pvc.core.errors import PvcError
+from pvc.core.ssrf import IPNetwork
 from pvc.gateway.audit import API_PREFIX, MUTATING, AuditRule, AuditWriter, build_rules, resource_id
 from pvc.gateway.identity import KeyStore, Principal
 from pvc.gateway.ratelimit import Decision, RateLimiter
@@ -28,14 +29,9 @@ from pvc.gateway.ratelimit import Decision, RateLimiter
 log = logging.getLogger("pvc.gateway.guard")
 
 EXEMPT = frozenset({"/health", "/ready", "/metrics"})
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_networks(spec: str) -> tuple[IpNetwork, ...]:
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
-
-
-def client_ip(scope: Scope, trusted: Iterable[IpNetwork]) -> str | None:
+def client_ip(scope: Scope, trusted: Iterable[IPNetwork]) -> str | None:
     """The TCP peer, or, when the peer is a trusted proxy, the address it appended to X-Forwarded-For.
 
     Envoy (use_remote_address) appends the address it saw, so the rightmost entry is the one to
