@@ -69,15 +69,15 @@ async def guarded_deployments(
     session: AsyncSession, *, project_id: uuid.UUID, prompt_ids: Iterable[uuid.UUID]
 ) -> list[uuid.UUID]:
     """Active deployments with guardrails on these prompts."""
-    rows = await session.execute(
-        sa.select(col(Deployment.id)).where(
+    rows = await session.exec(
+        select(col(Deployment.id)).where(
             col(Deployment.project_id) == project_id,
             col(Deployment.prompt_id).in_(list(prompt_ids)),
             col(Deployment.status) == "active",
             sa.func.jsonb_array_length(col(Deployment.guardrails)) > 0,
         )
     )
-    return [row[0] for row in rows]
+    return list(rows)
 
 
 async def lock_for_evaluation(session: AsyncSession, *, deployment_id: uuid.UUID) -> Deployment | None:
@@ -93,12 +93,12 @@ async def lock_for_evaluation(session: AsyncSession, *, deployment_id: uuid.UUID
 async def existing_deployments(
     session: AsyncSession, *, project_id: uuid.UUID, deployment_ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:
-    rows = await session.execute(
-        sa.select(col(Deployment.id)).where(
+    rows = await session.exec(
+        select(col(Deployment.id)).where(
             col(Deployment.project_id) == project_id, col(Deployment.id).in_(list(deployment_ids))
         )
     )
-    return {row[0] for row in rows}
+    return set(rows)
 
 
 async def list_deployments(
@@ -180,7 +180,10 @@ async def aggregates(
         query = query.where(sa.or_(m.deployment_id == deployment_id, m.deployment_id.is_(None)))
     query = query.group_by(m.version_id, m.name).order_by(m.version_id, m.name)
     result = []
-    for row in await session.execute(query):
+    # Through the connection: sqlmodel's typed select() stops at a few columns, and its session
+    # deprecates execute() for Core statements.
+    connection = await session.connection()
+    for row in await connection.execute(query):
         p = row[9]
         result.append(
             Aggregate(
@@ -211,7 +214,7 @@ async def register_series(
         for v, project, prompt, number in series
     ]
     if values:
-        await session.execute(insert(metric_series).values(values).on_conflict_do_nothing())
+        await session.exec(insert(metric_series).values(values).on_conflict_do_nothing())
 
 
 async def series_of_prompt(
@@ -219,7 +222,7 @@ async def series_of_prompt(
 ) -> dict[uuid.UUID, int]:
     """Versions of a prompt that have metric points, with their numbers."""
     s = metric_series.c
-    rows = await session.execute(
-        sa.select(s.version_id, s.version_number).where(s.project_id == project_id, s.prompt_id == prompt_id)
+    rows = await session.exec(
+        select(s.version_id, s.version_number).where(s.project_id == project_id, s.prompt_id == prompt_id)
     )
     return {row[0]: row[1] for row in rows}

@@ -43,13 +43,13 @@ async def lock_prompt_for_append(
     )
     prompt_id = parse_uuid(ref)
     query = (
-        sa.select(Prompt, col(Version.checksum))
+        select(Prompt, col(Version.checksum))
         .outerjoin(Version, latest)
         .where(col(Prompt.project_id) == project_id)
         .where(col(Prompt.id) == prompt_id if prompt_id else col(Prompt.name) == ref)
         .with_for_update(of=Prompt)
     )
-    row = (await session.execute(query)).first()
+    row = (await session.exec(query)).first()
     return (row[0], row[1]) if row else None
 
 
@@ -71,8 +71,8 @@ async def tags_by_prompt(
 ) -> dict[uuid.UUID, dict[str, int]]:
     if not prompt_ids:
         return {}
-    rows = await session.execute(
-        sa.select(col(Tag.prompt_id), col(Tag.name), col(Version.number))
+    rows = await session.exec(
+        select(col(Tag.prompt_id), col(Tag.name), col(Version.number))
         .join(Version, col(Version.id) == col(Tag.version_id))
         .where(col(Tag.prompt_id).in_(prompt_ids))
         .order_by(Tag.name)
@@ -136,8 +136,8 @@ async def list_versions(
 
 async def find_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) -> tuple[Tag, Version] | None:
     row = (
-        await session.execute(
-            sa.select(Tag, Version)
+        await session.exec(
+            select(Tag, Version)
             .join(Version, col(Version.id) == col(Tag.version_id))
             .where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name)
         )
@@ -146,8 +146,8 @@ async def find_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) ->
 
 
 async def list_tags(session: AsyncSession, *, prompt_id: uuid.UUID) -> list[tuple[Tag, Version]]:
-    rows = await session.execute(
-        sa.select(Tag, Version)
+    rows = await session.exec(
+        select(Tag, Version)
         .join(Version, col(Version.id) == col(Tag.version_id))
         .where(col(Tag.prompt_id) == prompt_id)
         .order_by(col(Tag.name))
@@ -159,7 +159,7 @@ async def upsert_tag(
     session: AsyncSession, *, prompt_id: uuid.UUID, name: str, version_id: uuid.UUID, at: datetime
 ) -> None:
     statement = insert(Tag).values(prompt_id=prompt_id, name=name, version_id=version_id, updated_at=at)
-    await session.execute(
+    await session.exec(
         statement.on_conflict_do_update(
             index_elements=["prompt_id", "name"], set_={"version_id": version_id, "updated_at": at}
         )
@@ -167,7 +167,7 @@ async def upsert_tag(
 
 
 async def delete_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) -> None:
-    await session.execute(sa.delete(Tag).where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name))
+    await session.exec(sa.delete(Tag).where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name))
 
 
 async def tag_history(
