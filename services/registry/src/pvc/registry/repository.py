@@ -155,19 +155,22 @@ async def list_tags(session: AsyncSession, *, prompt_id: uuid.UUID) -> list[tupl
     return [(tag, version) for tag, version in rows]
 
 
-async def upsert_tag(
-    session: AsyncSession, *, prompt_id: uuid.UUID, name: str, version_id: uuid.UUID, at: datetime
-) -> None:
+def upsert_tag(*, prompt_id: uuid.UUID, name: str, version_id: uuid.UUID, at: datetime) -> sa.Insert:
+    """Point the tag at the version (a statement to send with the tag's event)."""
     statement = insert(Tag).values(prompt_id=prompt_id, name=name, version_id=version_id, updated_at=at)
-    await session.exec(
-        statement.on_conflict_do_update(
-            index_elements=["prompt_id", "name"], set_={"version_id": version_id, "updated_at": at}
-        )
+    return statement.on_conflict_do_update(
+        index_elements=["prompt_id", "name"], set_={"version_id": version_id, "updated_at": at}
     )
 
 
-async def delete_tag(session: AsyncSession, *, prompt_id: uuid.UUID, name: str) -> None:
-    await session.exec(sa.delete(Tag).where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name))
+def delete_tag(*, prompt_id: uuid.UUID, name: str) -> sa.Delete:
+    return sa.delete(Tag).where(col(Tag.prompt_id) == prompt_id, col(Tag.name) == name)
+
+
+def insert_tag_event(event: TagEvent) -> sa.Insert:
+    """The history row (its `seq` comes from the database)."""
+    values = {a.key: getattr(event, a.key) for a in sa.inspect(TagEvent).column_attrs if a.key != "seq"}
+    return sa.insert(TagEvent).values(**values)
 
 
 async def tag_history(

@@ -99,6 +99,13 @@ def validate_tag_name(name: str) -> None:
         raise _invalid("name", "tag names must match ^[a-z][a-z0-9-]{0,31}$")
 
 
+def _refuse_protected(name: str, message: str) -> None:
+    """A valid tag name that is not `production`: that one moves only through promotions."""
+    validate_tag_name(name)
+    if name == PROTECTED_TAG:
+        raise Conflict(message, code="PROTECTED_TAG", details={"tag": name})
+
+
 def _validate_text(field_name: str, value: str, *, limit: int = MAX_TEXT_CHARS) -> None:
     if len(value) > limit:
         raise _invalid(field_name, f"must be at most {limit} characters")
@@ -421,47 +428,36 @@ class RegistryService:
     async def set_tag(
         self, *, caller: Caller, ref: str, name: str, selector: VersionSelector
     ) -> tuple[Tag, Version]:
-        validate_tag_name(name)
-        if name == PROTECTED_TAG:
-            raise Conflict(
-                "the production tag moves only through promote, override or rollback",
-                code="PROTECTED_TAG",
-                details={"tag": name},
-            )
+        _refuse_protected(name, "the production tag moves only through promote, override or rollback")
         async with self.db.transaction() as session:
             prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
             self._refuse_archived(prompt)
             version = await self._version(session, prompt=prompt, selector=selector)
-            await self.move_tag(session, caller=caller, prompt=prompt, name=name, version=version)
-            found = await repo.find_tag(session, prompt_id=prompt.id, name=name)
-        assert found is not None
-        return found
+            tag, _ = await self.move_tag(session, caller=caller, prompt=prompt, name=name, version=version)
+        return tag, version
 
     async def move_tag(
         self, session: AsyncSession, *, caller: Caller, prompt: Prompt, name: str, version: Version
-    ) -> int | None:
+    ) -> tuple[Tag, int | None]:
         """Point `name` at `version` with its history row and event; the caller holds the prompt lock.
 
-        Returns the number the tag pointed at before (None when it was unset). A move to the
-        version it already points at changes nothing and records nothing.
+        Returns the tag as it now is and the number it pointed at before (None when it was unset). A
+        move to the version it already points at changes nothing and records nothing.
         """
         current = await repo.find_tag(session, prompt_id=prompt.id, name=name)
         previous = current[1].number if current else None
         if current and current[1].id == version.id:
-            return previous
+            return current[0], previous
         moment = now()
-        await repo.upsert_tag(session, prompt_id=prompt.id, name=name, version_id=version.id, at=moment)
-        session.add(
-            TagEvent(
-                prompt_id=prompt.id,
-                tag=name,
-                kind="moved",
-                version_id=version.id,
-                version_number=version.number,
-                previous_version_number=previous,
-                actor=caller.actor_name,
-                at=moment,
-            )
+        history = TagEvent(
+            prompt_id=prompt.id,
+            tag=name,
+            kind="moved",
+            version_id=version.id,
+            version_number=version.number,
+            previous_version_number=previous,
+            actor=caller.actor_name,
+            at=moment,
         )
         await record_event(
             session,
@@ -477,33 +473,28 @@ class RegistryService:
                 "previousVersionNumber": previous,
                 "actor": caller.actor_name,
             },
+            along=[
+                repo.upsert_tag(prompt_id=prompt.id, name=name, version_id=version.id, at=moment),
+                repo.insert_tag_event(history),
+            ],
         )
-        return previous
+        return Tag(prompt_id=prompt.id, name=name, version_id=version.id, updated_at=moment), previous
 
     async def delete_tag(self, *, caller: Caller, ref: str, name: str) -> None:
-        validate_tag_name(name)
-        if name == PROTECTED_TAG:
-            raise Conflict(
-                "the production tag cannot be removed; roll back or promote instead",
-                code="PROTECTED_TAG",
-                details={"tag": name},
-            )
+        _refuse_protected(name, "the production tag cannot be removed; roll back or promote instead")
         async with self.db.transaction() as session:
             prompt = await self._prompt(session, caller=caller, ref=ref, for_update=True)
             self._refuse_archived(prompt)
             current = await repo.find_tag(session, prompt_id=prompt.id, name=name)
             if current is None:
                 raise NotFound(f"tag '{name}' is not set on this prompt")
-            await repo.delete_tag(session, prompt_id=prompt.id, name=name)
-            session.add(
-                TagEvent(
-                    prompt_id=prompt.id,
-                    tag=name,
-                    kind="removed",
-                    previous_version_number=current[1].number,
-                    actor=caller.actor_name,
-                    at=now(),
-                )
+            history = TagEvent(
+                prompt_id=prompt.id,
+                tag=name,
+                kind="removed",
+                previous_version_number=current[1].number,
+                actor=caller.actor_name,
+                at=now(),
             )
             await record_event(
                 session,
@@ -517,6 +508,7 @@ class RegistryService:
                     "previousVersionNumber": current[1].number,
                     "actor": caller.actor_name,
                 },
+                along=[repo.delete_tag(prompt_id=prompt.id, name=name), repo.insert_tag_event(history)],
             )
 
     async def tag_history(
@@ -680,7 +672,7 @@ class RegistryService:
     ) -> PromotionOutcome:
         """The tag move (with its history row and tag.moved), the trail row and the event: one transaction."""
         current = await repo.find_tag(session, prompt_id=prompt.id, name=PROTECTED_TAG)
-        previous = await self.move_tag(
+        _, previous = await self.move_tag(
             session, caller=caller, prompt=prompt, name=PROTECTED_TAG, version=version
         )
         row = Promotion(
