@@ -396,3 +396,19 @@ def test_run_command_stops_cleanly_on_sigterm(scratch: Path, fake_apps: str) -> 
     assert proc.returncode == 0, output + rest
     assert "stopped" in rest
     wait_for(lambda: all(gone(child.pid) for child in children), timeout=5, what="children to be gone")
+
+
+def test_envoy_runs_one_worker_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvc.devstack.envoy import envoy_argv
+
+    config = Path("/tmp/envoy.yaml")
+    monkeypatch.delenv("PVC_ENVOY_CONCURRENCY", raising=False)
+    argv = envoy_argv(config)
+    assert argv[argv.index("--concurrency") + 1] == "1"
+    monkeypatch.setenv("PVC_ENVOY_CONCURRENCY", "4")
+    argv = envoy_argv(config)
+    assert argv[argv.index("--concurrency") + 1] == "4"
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("PVC_ENVOY_CONCURRENCY", bad)
+        with pytest.raises(StackError):
+            envoy_argv(config)

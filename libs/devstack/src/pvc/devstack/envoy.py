@@ -12,6 +12,7 @@ from pvc.devstack.ports import LOCALHOST
 
 NAME = "envoy"
 CONFIG_ENV = "PVC_ENVOY_CONFIG"
+CONCURRENCY_ENV = "PVC_ENVOY_CONCURRENCY"
 TEMPLATE_IN_REPO = Path("deploy") / "envoy" / "envoy.yaml"
 
 
@@ -77,5 +78,23 @@ def validate_config(config: Path) -> None:
 
 
 def envoy_argv(config: Path, *, log_level: str = "warn") -> list[str]:
-    # An unused base id for the hot-restart shared memory, so several stacks can run on one machine.
-    return [str(envoy_path()), "-c", str(config), "--use-dynamic-base-id", "--log-level", log_level]
+    """The command line; `--use-dynamic-base-id` (an unused hot-restart id) lets stacks share a machine.
+
+    Worker threads: `PVC_ENVOY_CONCURRENCY`, default 1. On a developer's machine Envoy shares the
+    cores with PostgreSQL, NATS and every Python process; one worker carries well over 10,000 requests
+    a second, and more threads only compete with the gateway (measured: resolve p99 through Envoy
+    21-23 ms with Envoy's default of one worker per core, 11-14 ms with one, on 2 cores).
+    """
+    concurrency = os.environ.get(CONCURRENCY_ENV, "1")
+    if not concurrency.isdigit() or int(concurrency) < 1:
+        raise StackError(f"{CONCURRENCY_ENV} must be a positive integer, not {concurrency!r}")
+    return [
+        str(envoy_path()),
+        "-c",
+        str(config),
+        "--use-dynamic-base-id",
+        "--log-level",
+        log_level,
+        "--concurrency",
+        concurrency,
+    ]
