@@ -20,20 +20,18 @@ from prometheus_client import REGISTRY
 
 import pvc.gateway
 from pvc.core.db import Database, create_engine
-from pvc.core.migrations import upgrade
 from pvc.devstack import Stack
 from pvc.gateway.audit import AuditWriter
 from pvc.gateway.models import SCHEMA
 
-from .scratch import scratch_database
+from .scratch import migrated_database
 
 MIGRATIONS = Path(pvc.gateway.__file__).parent / "migrations"
 
 
 @pytest.fixture(scope="module")
 def database_url(stack: Stack) -> Iterator[str]:
-    with scratch_database(stack, "pvc_audit_writer") as url:
-        upgrade(database_url=url, schema=SCHEMA, script_location=MIGRATIONS)
+    with migrated_database(stack, "pvc_audit_writer", schema=SCHEMA, migrations=MIGRATIONS) as url:
         yield url
 
 

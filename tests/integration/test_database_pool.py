@@ -17,11 +17,11 @@ from psycopg.pq import TransactionStatus
 from sqlmodel import select
 
 import pvc.core.db
-from pvc.core.db import Database, create_engine, libpq_url
+from pvc.core.db import Database, libpq_url
 from pvc.core.grpc_server import DATABASE_UNAVAILABLE
 from pvc.devstack import Stack
 
-from .scratch import scratch_database
+from .scratch import opened, scratch_database
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,8 @@ def database_url(stack: Stack) -> Iterator[str]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(create_engine(database_url, pool_size=1))
-    yield database
-    await database.dispose()
+    async with opened(database_url, pool_size=1) as database:
+        yield database
 
 
 async def backend_pid(db: Database) -> int:

@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from pvc.core.context import Caller
-from pvc.core.db import Database, create_engine
-from pvc.core.migrations import upgrade
+from pvc.core.db import Database
 from pvc.core.ssrf import OutboundPolicy, parse_networks
 from pvc.devstack import Stack
 from pvc.evals.clients import HarnessSender
@@ -27,7 +26,7 @@ from pvc.evals.servicer import SPEC
 
 from .gating import TEST_SECRET
 from .receiver import Receiver, receiving
-from .scratch import scratch_database
+from .scratch import migrated_database, opened
 from .support import assert_error, unique
 
 CALLER = Caller(project_id=uuid.uuid4(), actor_id="test", actor_name="test")
@@ -101,8 +100,7 @@ class Dns:
 
 @pytest.fixture(scope="module")
 def database_url(stack: Stack) -> Iterator[str]:
-    with scratch_database(stack, "pvc_evals_ssrf") as url:
-        upgrade(database_url=url, schema=SCHEMA, script_location=SPEC.migrations)
+    with migrated_database(stack, "pvc_evals_ssrf", schema=SCHEMA, migrations=SPEC.migrations) as url:
         yield url
 
 
@@ -113,9 +111,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(create_engine(database_url, pool_size=4))
-    yield database
-    await database.dispose()
+    async with opened(database_url) as database:
+        yield database
 
 
 def evals(db: Database, dns: Dns, *, allowed: str) -> EvalsService:

@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pvc.core.context import Caller
-from pvc.core.db import Database, create_engine
-from pvc.core.migrations import upgrade
+from pvc.core.db import Database
 from pvc.core.ssrf import OutboundPolicy, Resolver
 from pvc.devstack import Stack
 from pvc.webhooks.delivery import DeliveryWorker
@@ -27,7 +26,7 @@ from pvc.webhooks.servicer import SPEC
 from pvc.webhooks.signing import SecretBox
 
 from .receiver import Receiver, receiving
-from .scratch import scratch_database
+from .scratch import migrated_database, opened
 
 BOX = SecretBox("test-server-key")
 CALLER = Caller(project_id=uuid.uuid4(), actor_id="test", actor_name="test")
@@ -51,8 +50,7 @@ def fake_resolver(answers: dict[str, list[str]]) -> Resolver:
 
 @pytest.fixture(scope="module")
 def database_url(stack: Stack) -> Iterator[str]:
-    with scratch_database(stack, "pvc_webhooks_worker") as url:
-        upgrade(database_url=url, schema=SCHEMA, script_location=SPEC.migrations)
+    with migrated_database(stack, "pvc_webhooks_worker", schema=SCHEMA, migrations=SPEC.migrations) as url:
         yield url
 
 
@@ -63,9 +61,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(create_engine(database_url, pool_size=4))
-    yield database
-    await database.dispose()
+    async with opened(database_url) as database:
+        yield database
 
 
 def service(db: Database, clock: Clock, resolver: Resolver | None = None) -> WebhookService:
