@@ -552,7 +552,12 @@ class DeploymentsService:
             await repo.register_series(
                 session, ((v.id, project, v.prompt_id, v.number) for v in found.values())
             )
-        await self.evaluate_guardrails(caller=caller, prompt_ids={v.prompt_id for v in found.values()})
+        try:
+            await self.evaluate_guardrails(caller=caller, prompt_ids={v.prompt_id for v in found.values()})
+        except Exception:
+            # The points are committed: the answer must say so, or a retry would store them twice.
+            # The next batch of these prompts checks their guardrails again.
+            log.exception("guardrail check after an ingest of %d points failed", len(points))
         return len(points)
 
     async def version_metrics(
