@@ -2,7 +2,8 @@
 
 - a check that fails after the points are committed does not fail the ingest (a retry would store
   the batch twice); the next batch checks again and pauses;
-- batches within the check interval share one deferred check, which sees all of them.
+- a small deployment (cheap checks) is checked with every batch, before the ingest call returns;
+- batches within the gap after a check share one deferred check, which sees all of them.
 """
 
 from __future__ import annotations
@@ -98,9 +99,21 @@ async def test_a_failed_check_does_not_fail_the_committed_ingest(
     assert await status(service, deployment_id) == "paused"
 
 
-async def test_batches_within_the_interval_share_one_deferred_check(db: Database) -> None:
+async def test_a_small_deployment_is_checked_with_every_batch(db: Database) -> None:
     versions = Versions()
-    service = DeploymentsService(db, versions, guardrail_interval=0.5)
+    service = DeploymentsService(db, versions)  # the defaults: a check under 50 ms leaves no gap
+    deployment_id = await guarded(service, versions)
+    await service.ingest(caller=CALLER, body=batch(versions, deployment_id, 100.0, 3))  # fine
+    await service.ingest(caller=CALLER, body=batch(versions, deployment_id, 5000.0, 3))
+    assert await status(service, deployment_id) == "paused"
+
+
+async def test_batches_within_the_gap_share_one_deferred_check(db: Database) -> None:
+    versions = Versions()
+    # Every gap is the full interval here, whatever a check costs.
+    service = DeploymentsService(
+        db, versions, guardrail_interval=0.5, check_cost_factor=1e9, cheap_check_seconds=0
+    )
     deployment_id = await guarded(service, versions)
     await service.ingest(
         caller=CALLER, body=batch(versions, deployment_id, 100.0, 3)

@@ -51,8 +51,11 @@ POINT_FIELDS = frozenset(
     {"versionId", "type", "name", "value", "unit", "timestamp", "sessionId", "deploymentId", "dimensions"}
 )
 DEFAULT_MIN_SAMPLES = 30
-# Seconds between two guardrail checks of one deployment in one process (see evaluate_guardrails).
+# The longest gap between two guardrail checks of one deployment in one process, and the gap after a
+# check as a multiple of the time it took (see evaluate_guardrails).
 GUARDRAIL_INTERVAL = 1.0
+CHECK_COST_FACTOR = 10.0
+CHEAP_CHECK_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -305,12 +308,22 @@ def _parse_point(item: Any, index: int, received: datetime, ids: dict[str, uuid.
 
 class DeploymentsService:
     def __init__(
-        self, db: Database, versions: VersionDirectory, *, guardrail_interval: float = GUARDRAIL_INTERVAL
+        self,
+        db: Database,
+        versions: VersionDirectory,
+        *,
+        guardrail_interval: float = GUARDRAIL_INTERVAL,
+        check_cost_factor: float = CHECK_COST_FACTOR,
+        cheap_check_seconds: float = CHEAP_CHECK_SECONDS,
     ) -> None:
         self.db = db
         self.versions = versions
         self.guardrail_interval = guardrail_interval
-        self._last_evaluated: dict[uuid.UUID, float] = {}
+        self.check_cost_factor = check_cost_factor
+        self.cheap_check_seconds = cheap_check_seconds
+        # Per deployment: when the next check may run inline, and which checks are running here.
+        self._next_check: dict[uuid.UUID, float] = {}
+        self._checking: set[uuid.UUID] = set()
         self._deferred: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -601,27 +614,38 @@ class DeploymentsService:
     async def evaluate_guardrails(self, *, caller: Caller, prompt_ids: set[uuid.UUID]) -> None:
         """Check the active, guarded deployments of these prompts; pause any that breaks a rule.
 
-        A check aggregates every point since the deployment started, so one deployment is checked at
-        most once per `guardrail_interval` per process: the first batch after a quiet spell is checked
-        before its ingest call returns; batches arriving sooner are covered by one deferred check
-        that runs when the interval is up (and sees all of them).
+        A check aggregates every point since the deployment started, so its cost grows with the
+        deployment. A check faster than `cheap_check_seconds` lets the next batch be checked at once;
+        after a slower one (t seconds) the next check of that deployment waits
+        min(`check_cost_factor` x t, `guardrail_interval`). So a small deployment is checked with
+        every batch, before the ingest call returns, and one with millions of points at most once
+        per interval.
+        Batches arriving in the gap (or while a check runs) share one deferred check, which runs as
+        soon as the gap is over and sees all of them.
         """
         async with self.db.read() as session:
             candidates = await repo.guarded_deployments(
                 session, project_id=caller.project_id, prompt_ids=prompt_ids
             )
         for deployment_id in candidates:
-            wait = self._last_evaluated.get(deployment_id, -math.inf) + self.guardrail_interval - monotonic()
-            if wait <= 0:
+            if deployment_id in self._checking or monotonic() < self._next_check.get(deployment_id, 0.0):
+                self._defer(deployment_id)
+            else:
                 await self._evaluate(deployment_id)
-            elif deployment_id not in self._deferred:
-                task = asyncio.create_task(self._evaluate_later(deployment_id, wait))
-                self._deferred[deployment_id] = task
-                self._tasks.add(task)  # a strong reference until it is done
-                task.add_done_callback(self._tasks.discard)
 
-    async def _evaluate_later(self, deployment_id: uuid.UUID, delay: float) -> None:
-        await asyncio.sleep(delay)
+    def _defer(self, deployment_id: uuid.UUID) -> None:
+        if deployment_id not in self._deferred:
+            task = asyncio.create_task(self._evaluate_later(deployment_id))
+            self._deferred[deployment_id] = task
+            self._tasks.add(task)  # a strong reference until it is done
+            task.add_done_callback(self._tasks.discard)
+
+    async def _evaluate_later(self, deployment_id: uuid.UUID) -> None:
+        while True:
+            delay = self._next_check.get(deployment_id, 0.0) - monotonic()
+            if delay <= 0 and deployment_id not in self._checking:
+                break
+            await asyncio.sleep(max(delay, 0.01))
         # Leave the queue before checking: a batch committed during this check schedules the next one.
         self._deferred.pop(deployment_id, None)
         try:
@@ -630,7 +654,22 @@ class DeploymentsService:
             log.exception("deferred guardrail check of deployment %s failed", deployment_id)
 
     async def _evaluate(self, deployment_id: uuid.UUID) -> None:
-        self._last_evaluated[deployment_id] = monotonic()
+        self._checking.add(deployment_id)
+        started = monotonic()
+        try:
+            await self._check(deployment_id)
+        finally:
+            self._checking.discard(deployment_id)
+            finished = monotonic()
+            took = finished - started
+            gap = (
+                0.0
+                if took < self.cheap_check_seconds
+                else min(self.guardrail_interval, took * self.check_cost_factor)
+            )
+            self._next_check[deployment_id] = finished + gap
+
+    async def _check(self, deployment_id: uuid.UUID) -> None:
         async with self.db.transaction() as session:
             # SKIP LOCKED: a replica already evaluating this deployment sees these points too.
             deployment = await repo.lock_for_evaluation(session, deployment_id=deployment_id)
