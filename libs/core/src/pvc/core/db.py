@@ -15,15 +15,20 @@ few as they can:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger("pvc.db")
 
 PING_AFTER_IDLE = 2.0
 _LAST_USED = "pvc_last_used"
@@ -96,3 +101,26 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def wake_on_notify(
+    database_url: str, channel: str, wake: asyncio.Event, *, retry_seconds: float
+) -> None:
+    """Set `wake` on every NOTIFY on `channel`, forever, on a connection of its own.
+
+    A lost connection is logged and reopened after `retry_seconds`; the waiter polls on its own
+    timeout meanwhile, so nothing waits for the listener to come back.
+    """
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                libpq_url(database_url), autocommit=True
+            ) as conn:
+                await conn.execute(f'LISTEN "{channel}"')
+                async for _ in conn.notifies():
+                    wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("LISTEN %s connection lost (%s); polling until it is back", channel, exc)
+            await asyncio.sleep(retry_seconds)

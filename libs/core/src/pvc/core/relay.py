@@ -15,12 +15,11 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import orjson
-import psycopg
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 from sqlmodel import select
 
-from pvc.core.db import Database, libpq_url
+from pvc.core.db import Database, wake_on_notify
 from pvc.core.events import connect, ensure_stream, subject_for
 from pvc.core.metrics import OUTBOX_PUBLISHED
 from pvc.core.outbox import notify_channel
@@ -48,7 +47,14 @@ class OutboxRelay:
         try:
             js = nc.jetstream(timeout=5)
             await ensure_stream(js)
-            listener = asyncio.create_task(self._listen())
+            listener = asyncio.create_task(
+                wake_on_notify(
+                    self.database_url,
+                    notify_channel(str(self.table.schema)),
+                    self._wake,
+                    retry_seconds=POLL_SECONDS,
+                )
+            )
             try:
                 await self._loop(nc)
             finally:
@@ -110,19 +116,3 @@ class OutboxRelay:
         t = self.table
         async with self.db.transaction() as session:
             await session.exec(t.delete().where(t.c.published_at < datetime.now(UTC) - KEEP_PUBLISHED))
-
-    async def _listen(self) -> None:
-        channel = notify_channel(str(self.table.schema))
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    libpq_url(self.database_url), autocommit=True
-                ) as conn:
-                    await conn.execute(f'LISTEN "{channel}"')
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox LISTEN connection lost (%s); polling until it is back", exc)
-                await asyncio.sleep(POLL_SECONDS)

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-import psycopg
 import sqlalchemy as sa
 from opentelemetry import propagate, trace
 from sqlmodel import col, select
 
 from pvc.core.clock import utcnow
-from pvc.core.db import Database, libpq_url
+from pvc.core.db import Database, wake_on_notify
 from pvc.core.errors import ValidationFailed
 from pvc.core.ssrf import OutboundPolicy, PinnedClient
 from pvc.webhooks.metrics import ATTEMPT_SECONDS, ATTEMPTS
@@ -108,7 +107,13 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Keep up to `concurrency` attempts in flight; claim more as slots free up or rows fall due."""
-        listener = asyncio.create_task(self._listen()) if self.database_url else None
+        listener = (
+            asyncio.create_task(
+                wake_on_notify(self.database_url, DELIVERY_CHANNEL, self._wake, retry_seconds=POLL_SECONDS)
+            )
+            if self.database_url
+            else None
+        )
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -310,22 +315,6 @@ class DeliveryWorker:
                 outcome.error,
                 f"next attempt at {next_at.isoformat()}" if next_at else status,
             )
-
-    async def _listen(self) -> None:
-        assert self.database_url is not None
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    libpq_url(self.database_url), autocommit=True
-                ) as conn:
-                    await conn.execute(f'LISTEN "{DELIVERY_CHANNEL}"')
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("deliveries LISTEN connection lost (%s); polling until it is back", exc)
-                await asyncio.sleep(POLL_SECONDS)
 
     def wake(self) -> None:
         self._wake.set()
