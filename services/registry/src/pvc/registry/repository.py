@@ -9,7 +9,7 @@ from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from pvc.registry.models import Promotion, Prompt, Tag, TagEvent, Version
@@ -22,13 +22,26 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+def _prompt_ref(project_id: uuid.UUID, ref: str) -> sa.ColumnElement[bool]:
+    """`ref` is an id or a name; names that parse as UUIDs are refused at creation, so this is exact."""
+    prompt_id = parse_uuid(ref)
+    named = col(Prompt.id) == prompt_id if prompt_id else col(Prompt.name) == ref
+    return sa.and_(col(Prompt.project_id) == project_id, named)
+
+
+def _insert(row: SQLModel, *, generated: tuple[str, ...] = ()) -> sa.Insert:
+    """A Core INSERT of an ORM object's values (no ORM bulk-persistence layer); `generated`: the
+    attributes the database fills in."""
+    mapper = sa.inspect(type(row))
+    table = cast(sa.Table, mapper.local_table)
+    values = {a.columns[0].name: getattr(row, a.key) for a in mapper.column_attrs if a.key not in generated}
+    return sa.insert(table).values(values)
+
+
 async def find_prompt(
     session: AsyncSession, *, project_id: uuid.UUID, ref: str, for_update: bool = False
 ) -> Prompt | None:
-    """`ref` is an id or a name; names that parse as UUIDs are refused at creation, so this is exact."""
-    query = select(Prompt).where(Prompt.project_id == project_id)
-    prompt_id = parse_uuid(ref)
-    query = query.where(Prompt.id == prompt_id) if prompt_id else query.where(Prompt.name == ref)
+    query = select(Prompt).where(_prompt_ref(project_id, ref))
     if for_update:
         query = query.with_for_update()
     return (await session.exec(query)).first()
@@ -41,12 +54,10 @@ async def lock_prompt_for_append(
     latest = sa.and_(
         col(Version.prompt_id) == col(Prompt.id), col(Version.number) == col(Prompt.latest_version)
     )
-    prompt_id = parse_uuid(ref)
     query = (
         select(Prompt, col(Version.checksum))
         .outerjoin(Version, latest)
-        .where(col(Prompt.project_id) == project_id)
-        .where(col(Prompt.id) == prompt_id if prompt_id else col(Prompt.name) == ref)
+        .where(_prompt_ref(project_id, ref))
         .with_for_update(of=Prompt)
     )
     row = (await session.exec(query)).first()
@@ -55,11 +66,8 @@ async def lock_prompt_for_append(
 
 def append_version_statements(prompt: Prompt, version: Version) -> list[sa.Insert | sa.Update]:
     """The version row and the prompt's new latest number, as statements to send with the event."""
-    mapper = sa.inspect(Version)
-    table = cast(sa.Table, mapper.local_table)  # a Core insert: no ORM bulk-persistence layer
-    values = {a.columns[0].name: getattr(version, a.key) for a in mapper.column_attrs}
     return [
-        sa.insert(table).values(values),
+        _insert(version),
         sa.update(Prompt)
         .where(col(Prompt.id) == prompt.id)
         .values(latest_version=version.number, updated_at=version.created_at),
@@ -169,8 +177,7 @@ def delete_tag(*, prompt_id: uuid.UUID, name: str) -> sa.Delete:
 
 def insert_tag_event(event: TagEvent) -> sa.Insert:
     """The history row (its `seq` comes from the database)."""
-    values = {a.key: getattr(event, a.key) for a in sa.inspect(TagEvent).column_attrs if a.key != "seq"}
-    return sa.insert(TagEvent).values(**values)
+    return _insert(event, generated=("seq",))
 
 
 async def tag_history(
